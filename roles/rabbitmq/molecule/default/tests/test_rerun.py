@@ -1,0 +1,40 @@
+"""Behaviour that needs the role applied again (on the bookworm cluster)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ctl_json
+
+from baseline_testlib import assert_refused_before_any_change, run_playbook
+
+testinfra_hosts = ["ansible://rabbit-bw-3"]
+
+
+def converge(limit: str, extra: dict | None = None):
+    play = {"name": "Re-apply rabbitmq", "hosts": limit, "roles": ["rabbitmq"]}
+    return run_playbook([play], extra_vars=extra)
+
+
+def test_a_node_that_was_reset_rejoins_on_the_next_run(host):
+    host.run_expect([0], "rabbitmqctl stop_app && rabbitmqctl reset && rabbitmqctl start_app")
+    alone = ctl_json(host, "cluster_status")["running_nodes"]
+    assert alone == ["rabbit@rabbit-bw-3"], alone
+    run = converge("rabbitmq_bookworm")
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.recap("rabbit-bw-1").get("changed") == 0, run.recap("rabbit-bw-1")
+    running = sorted(ctl_json(host, "cluster_status")["running_nodes"])
+    assert running == ["rabbit@rabbit-bw-1", "rabbit@rabbit-bw-2", "rabbit@rabbit-bw-3"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "variable", "value"),
+    [
+        ("rabbitmq_pair", "rabbitmq_cluster_group", "rabbitmq_pair"),
+        ("rabbitmq_trixie", "rabbitmq_policies", [{"name": "ha", "pattern": ".*", "definition": {"ha-mode": "all"}}]),
+        ("rabbitmq_bookworm", "rabbitmq_erlang_cookie", ""),
+    ],
+)
+def test_bad_input_is_refused_before_any_change(limit, variable, value):
+    run = converge(limit, {variable: value})
+    host = "rabbit-tx-1" if limit == "rabbitmq_trixie" else "rabbit-bw-1"
+    assert_refused_before_any_change(run, host, variable)
