@@ -138,10 +138,14 @@ def configure_tree(suite: str, root: Path) -> None:
     # Each container generates its own machine id at first boot.
     (root / "etc/machine-id").write_text("")
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
-    for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+    # No package lists and no "updated" stamp: the first apt run with a cache_valid_time must
+    # refresh the lists, as on a fresh VM image.
+    for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/lib/apt/periodic", "var/cache/apt"):
         for path in (root / leftover).glob("*"):
             if path.is_file():
                 path.unlink()
+    # apt (and Ansible's cache_valid_time) judge the lists' age by this directory's mtime.
+    os.utime(root / "var/lib/apt/lists", (0, 0))
 
 
 def build(suite: str) -> str:

@@ -1,0 +1,250 @@
+"""Settings shared by every environment; deployment values come from the environment only.
+
+production.py adds the checks and hardening a deployment needs; test.py points the suite at its
+throwaway services.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from .env import env_bool, env_int, env_list, env_str, redis_db_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+DEBUG = False
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "jobs",
+    "health",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Web and workers never share this database: no task touches it, so SQLite is a valid choice
+# for a single web node and PostgreSQL (DATABASE_URL) for several.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True),
+    }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A dead PostgreSQL must fail a request (and /healthz) in seconds, not after the OS timeout.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("DJANGO_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        },
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "media"))
+
+# Redis: one server, three logical databases, every key under a prefix the app's ACL user may
+# touch (~cache:* ~session:* ~celery:* ~app:*, channels &celery:*).
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_RESULTS_URL = redis_db_url(REDIS_URL, 0)
+REDIS_CACHE_URL = redis_db_url(REDIS_URL, 1)
+REDIS_SESSIONS_URL = redis_db_url(REDIS_URL, 2)
+# A Redis outage must cost a request a second or two, not a hung Apache thread.
+REDIS_SOCKET_TIMEOUT = 2.0
+
+_REDIS_CACHE_OPTIONS = {
+    "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "health_check_interval": 30,
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_CACHE_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": _REDIS_CACHE_OPTIONS,
+    },
+    "sessions": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_SESSIONS_URL,
+        "KEY_PREFIX": "session",
+        "OPTIONS": _REDIS_CACHE_OPTIONS,
+    },
+}
+# Sessions live in Redis (persisted there) rather than in the database so that any web node
+# serves any user and a web restart logs nobody out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_CACHE_ALIAS = "sessions"
+
+APP_API_TOKEN = env_str("APP_API_TOKEN")
+
+# How often beat sends jobs.heartbeat, and how old its last one may be before /healthz fails.
+CELERY_HEARTBEAT_SECONDS = env_int("CELERY_HEARTBEAT_SECONDS", 10, minimum=1)
+HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 3 * CELERY_HEARTBEAT_SECONDS, minimum=1)
+HEALTH_WORKER_PING_CACHE_SECONDS = env_int("HEALTH_WORKER_PING_CACHE_SECONDS", 15, minimum=0)
+
+# Celery: config/celery.py reads every CELERY_* setting below (namespace "CELERY").
+
+# A ";"-separated list is kombu's failover syntax: kept as one string so kombu parses it.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# Publisher confirms: apply_async returns only once RabbitMQ has taken responsibility for the
+# message (written to a quorum of nodes), so an accepted job is never lost in a broker crash.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+CELERY_RESULT_BACKEND = REDIS_RESULTS_URL
+# Prefixes result keys and the pub/sub channels (a result is published on its key) so the ACL
+# can confine the app to celery:*.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": "celery:"}
+CELERY_RESULT_EXPIRES = 24 * 60 * 60
+# A Redis blip (failover, restart) must not turn finished work into a lost result.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
+CELERY_REDIS_SOCKET_TIMEOUT = 5
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 30
+
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+
+# Quorum queues are replicated (Raft) and survive the loss of a minority of RabbitMQ nodes.
+# Celery decides "quorum" from the queue arguments the client declares, which is what switches
+# it to per-consumer QoS and native delayed delivery, so the arguments are explicit even though
+# the vhost default is quorum too. Native delayed delivery (countdown/eta/retry backoff) only
+# works through a topic exchange: a direct one makes ETA tasks wait inside the worker.
+CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_EXCHANGE = "tasks"
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
+_TASK_EXCHANGE = Exchange("tasks", type="topic")
+CELERY_TASK_QUEUES = [
+    Queue(name, _TASK_EXCHANGE, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
+    for name in ("default", "high", "low")
+]
+CELERY_TASK_ROUTES = {
+    "jobs.urgent": {"queue": "high"},
+    # The liveness signal must not wait behind a backlog of bulk work on "default".
+    "jobs.heartbeat": {"queue": "high"},
+    "jobs.report": {"queue": "low"},
+}
+
+# At-least-once: a task is acknowledged after it ran, and a worker killed mid-task (OOM, deploy,
+# lost node) hands it back to the queue. Tasks are therefore written to be idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Once the broker connection is lost the unacknowledged messages are redelivered elsewhere:
+# cancelling the running copies avoids doing the work twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Long tasks: a worker reserves one message per process, so a slow task cannot hold others hostage.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    # The soft limit is the task's chance to clean up before the hard kill: it must come first.
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+# Recycle worker processes before slow leaks become outages.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = 200_000
+CELERY_TASK_TRACK_STARTED = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+# Remote control (the /healthz ping) and event receivers (worker gossip, flower) use transient
+# queues; RabbitMQ 4 deprecates transient non-exclusive queues, so make them exclusive to the
+# connection that declared them.
+CELERY_CONTROL_QUEUE_EXCLUSIVE = True
+CELERY_EVENT_QUEUE_EXCLUSIVE = True
+
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {
+        "task": "jobs.heartbeat",
+        "schedule": float(CELERY_HEARTBEAT_SECONDS),
+        # A heartbeat delivered late says nothing about beat now: drop it instead of piling up.
+        "options": {"expires": float(CELERY_HEARTBEAT_SECONDS)},
+    },
+}
+
+LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO").upper()
+# stderr ends up in journald (workers, beat) or Apache's error log (web): no files to rotate.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
+        # Errors are logged, never mailed: there is no mail relay in the baseline.
+        "django.request": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+    },
+}
+ADMINS: list[tuple[str, str]] = []
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# The load balancer probes /healthz over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)

@@ -1,0 +1,29 @@
+"""Settings for the pytest suite: real Redis (REDIS_URL, started by run_tests.py), in-memory broker."""
+
+from __future__ import annotations
+
+from .base import *  # noqa: F403
+
+SECRET_KEY = "test-only-secret-key-never-used-outside-the-test-suite-0123456789"  # noqa: S105
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+APP_API_TOKEN = "test-api-token"  # noqa: S105
+DEBUG = False
+SECURE_SSL_REDIRECT = False
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Unhashed names: templates render {% static %} without a collectstatic run first.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# The tests run a Celery worker in a thread on kombu's in-memory transport; the result backend
+# stays the real Redis so chords, pub/sub and the ACL are exercised for real.
+CELERY_BROKER_URL = "memory://"
+# The in-memory transport polls (1 s by default): poll fast so the suite does not wait on it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
+
+# Each /healthz test pings the workers afresh; the one about caching turns it back on.
+HEALTH_WORKER_PING_CACHE_SECONDS = 0

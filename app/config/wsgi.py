@@ -1,0 +1,11 @@
+"""WSGI entry point, loaded by Apache's mod_wsgi (WSGIScriptAlias ... config/wsgi.py)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+
+application = get_wsgi_application()

@@ -1,0 +1,214 @@
+"""The UI (CSRF, session) and the JSON API (bearer token, strict validation)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from jobs import views
+from jobs.submit import KINDS
+from kombu.exceptions import OperationalError
+
+pytestmark = pytest.mark.django_db
+
+APP_DIR = Path(__file__).resolve().parent.parent
+TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _post_job(client: Client, payload: object, **headers: str):
+    return client.post("/api/jobs/", data=json.dumps(payload), content_type="application/json", headers=headers)
+
+
+def test_index_renders_the_form_with_a_csrf_token():
+    response = Client().get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'name="csrfmiddlewaretoken"' in body
+    for kind in KINDS:
+        assert f'value="{kind}"' in body
+
+
+def test_index_refuses_a_post_without_csrf_token():
+    response = Client(enforce_csrf_checks=True).post("/", {"kind": "add", "x": 1, "y": 2})
+    assert response.status_code == 403
+
+
+def test_submitting_the_form_queues_the_job_and_lists_it_in_the_session():
+    client = Client(enforce_csrf_checks=True)
+    client.get("/")
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    response = client.post("/", {"kind": "add", "x": 2, "y": 3, "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    task_id = response["Location"].strip("/").split("/")[-1]
+    assert TASK_ID.match(task_id)
+    listing = client.get("/").content.decode()
+    assert task_id in listing
+    detail = client.get(response["Location"])
+    assert detail.status_code == 200
+    assert "PENDING" in detail.content.decode()
+    status = client.get(f"/jobs/{task_id}/status/").json()
+    assert status == {"id": task_id, "state": "PENDING", "ready": False}
+
+
+def test_form_rejects_arguments_out_of_range_with_400():
+    response = Client().post("/", {"kind": "chord", "n": 10_000})
+    assert response.status_code == 400
+    assert "n must be between 1 and 100" in response.content.decode()
+
+
+def test_form_requires_the_fields_of_the_chosen_kind():
+    response = Client().post("/", {"kind": "add", "x": 1})
+    assert response.status_code == 400
+    assert "required for add" in response.content.decode()
+
+
+def test_job_page_of_another_session_is_not_found():
+    client = Client()
+    client.post("/", {"kind": "add", "x": 1, "y": 1})
+    task_id = client.session["jobs"][0]["id"]
+    assert Client().get(f"/jobs/{task_id}/").status_code == 404
+    assert Client().get(f"/jobs/{task_id}/status/").status_code == 404
+
+
+def test_job_page_escapes_what_the_user_typed():
+    client = Client()
+    client.post("/", {"kind": "urgent", "text": "<script>alert(1)</script>"})
+    task_id = client.session["jobs"][0]["id"]
+    assert "<script>alert" not in client.get("/").content.decode()
+    assert client.get(f"/jobs/{task_id}/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {settings.APP_API_TOKEN}"}],
+    ids=["missing", "wrong-token", "wrong-scheme"],
+)
+def test_api_returns_401_without_the_bearer_token(headers: dict[str, str]):
+    response = _post_job(Client(), {"kind": "add", "args": [1, 2]}, **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert Client(headers=headers).get("/api/jobs/00000000-0000-4000-8000-000000000000/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {"kind": "add"},
+        {"kind": "nope", "args": []},
+        {"kind": "add", "args": [1]},
+        {"kind": "add", "args": [1, "2"]},
+        {"kind": "add", "args": [True, 2]},
+        {"kind": "add", "args": [1, 2], "extra": 1},
+        {"kind": "sleep", "args": [-1]},
+        {"kind": "sleep", "args": [1, "run id with spaces", "t"]},
+        {"kind": "flaky", "args": [6]},
+        {"kind": "chord", "args": [0]},
+        {"kind": "urgent", "args": [""]},
+        {"kind": "report", "args": ["x" * 201]},
+    ],
+)
+def test_api_returns_400_on_invalid_input(api_client: Client, payload: object):
+    response = _post_job(api_client, payload)
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_api_returns_400_on_a_body_that_is_not_json(api_client: Client):
+    response = api_client.post("/api/jobs/", data="kind=add", content_type="application/json")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("kind", "args"),
+    [
+        ("add", [2, 3]),
+        ("sleep", [0]),
+        ("sleep", [0, "run-1", "token-1"]),
+        ("flaky", [0]),
+        ("chord", [3]),
+        ("urgent", ["now"]),
+        ("report", ["weekly"]),
+    ],
+)
+def test_api_accepts_every_kind_with_202_and_a_status_url(api_client: Client, kind: str, args: list):
+    response = _post_job(api_client, {"kind": kind, "args": args})
+    assert response.status_code == 202
+    body = response.json()
+    assert TASK_ID.match(body["id"])
+    assert body["state"] == "PENDING"
+    assert body["url"] == f"http://testserver/api/jobs/{body['id']}/"
+    assert response["Location"] == body["url"]
+    assert api_client.get(body["url"]).json() == {"id": body["id"], "state": "PENDING", "ready": False}
+
+
+def test_api_returns_503_when_the_broker_refuses_the_job(api_client: Client, monkeypatch: pytest.MonkeyPatch):
+    # A broker outage mid-publish cannot be staged with the in-memory transport: raise what kombu raises.
+    def broker_down(spec: object) -> None:
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(views, "submit", broker_down)
+    response = _post_job(api_client, {"kind": "add", "args": [1, 1]})
+    assert response.status_code == 503
+    assert "OperationalError" in response.json()["error"]
+    assert Client().post("/", {"kind": "add", "x": 1, "y": 1}).status_code == 503
+
+
+def test_api_does_not_set_a_session_cookie(api_client: Client):
+    response = _post_job(api_client, {"kind": "add", "args": [1, 1]})
+    assert response.status_code == 202
+    assert not response.cookies
+
+
+def test_api_rejects_get_on_the_collection(api_client: Client):
+    assert api_client.get("/api/jobs/").status_code == 405
+
+
+def test_session_counter_increments_per_session():
+    first, second = Client(), Client()
+    assert [first.get("/api/session/").json()["count"] for _ in range(3)] == [1, 2, 3]
+    assert second.get("/api/session/").json()["count"] == 1
+
+
+def test_session_survives_a_web_restart_because_it_lives_in_redis():
+    client = Client()
+    client.get("/api/session/")
+    session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    # Another Python process (a restarted web server) reads the same session from Redis.
+    reader = (
+        "import django, sys; django.setup();"
+        "from django.contrib.sessions.backends.cache import SessionStore;"
+        "print(SessionStore(session_key=sys.argv[1])['counter'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", reader, session_key], cwd=APP_DIR, check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "1"
+    restarted = Client()
+    restarted.cookies[settings.SESSION_COOKIE_NAME] = session_key
+    assert restarted.get("/api/session/").json()["count"] == 2
+
+
+@pytest.mark.django_db
+def test_ensure_superuser_creates_then_updates_then_leaves_the_admin_alone(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "ops")
+    monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "ops@example.org")
+    outputs = []
+    for password in ("first-password-123", "first-password-123", "rotated-password-456"):
+        monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", password)
+        out = StringIO()
+        call_command("ensure_superuser", stdout=out)
+        outputs.append(out.getvalue().strip())
+    assert outputs == ["created", "unchanged", "updated"]
+    admin = get_user_model().objects.get(username="ops")
+    assert admin.is_superuser
+    assert admin.check_password("rotated-password-456")
