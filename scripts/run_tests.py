@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
+# Tools whose pins clash with the controller venv get their own: venv -> requirements file.
+TOOL_VENVS = {ROOT / ".venv-sslyze": ROOT / "requirements-sslyze.txt"}
 LOGS = ROOT / ".cache" / "logs"
 BASE_CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 SCENARIO_TIMEOUT = int(os.environ.get("SCENARIO_TIMEOUT", "1800"))
@@ -91,41 +93,46 @@ def run_logged(name: str, command: list[str], cwd: Path = ROOT, stream: bool = T
     return code
 
 
-def requirements_digest() -> str:
-    return hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()
-
-
-def ensure_venv() -> None:
-    stamp = VENV / ".requirements.sha256"
-    if stamp.exists() and stamp.read_text() == requirements_digest():
-        say(".venv is up to date")
+def make_venv(venv: Path, requirements: Path) -> None:
+    """Create ``venv`` and install ``requirements`` into it, unless it is up to date."""
+    stamp = venv / ".requirements.sha256"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        say(f"{venv.name} is up to date")
         return
-    if not (BIN / "python").exists():
-        say("creating .venv")
-        if subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=False).returncode != 0:
-            shutil.rmtree(VENV, ignore_errors=True)
+    if not (venv / "bin" / "python").exists():
+        say(f"creating {venv.name}")
+        if subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False).returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
             if os.geteuid() == 0 and shutil.which("apt-get"):
                 say("python3 -m venv failed: installing Debian's python3-venv")
                 subprocess.run(["apt-get", "install", "-y", "-q", "python3-venv"], check=True)
-                subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             else:
                 sys.exit("[test] ERROR: 'python3 -m venv' failed: install python3-venv and retry")
-    say("installing the controller tools from requirements.txt")
-    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    say(f"installing {requirements.name} into {venv.name}")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True)
-    stamp.write_text(requirements_digest())
+    subprocess.run([*pip, "-r", str(requirements)], check=True)
+    stamp.write_text(digest)
+
+
+def ensure_venv() -> None:
+    make_venv(VENV, ROOT / "requirements.txt")
+    for venv, requirements in TOOL_VENVS.items():
+        make_venv(venv, requirements)
+
+
+def run_script(script: str) -> None:
+    subprocess.run([sys.executable, f"scripts/{script}"], cwd=ROOT, check=True)
 
 
 def setup() -> list[Result]:
     results = []
     for name, action in (
         ("setup: venv", ensure_venv),
-        (
-            "setup: docker engine",
-            lambda: subprocess.run([sys.executable, "scripts/docker_engine.py"], cwd=ROOT, check=True),
-        ),
-        ("setup: images", lambda: subprocess.run([sys.executable, "scripts/build_images.py"], cwd=ROOT, check=True)),
+        ("setup: docker engine", lambda: run_script("docker_engine.py")),
+        ("setup: images", lambda: run_script("build_images.py")),
     ):
         started = time.monotonic()
         try:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from health import checks
 
@@ -27,3 +32,20 @@ def test_worker_ping_is_cached_in_process_memory(settings):
     assert first["ok"] is True
     assert second["cached"] is True
     assert second["workers"] == first["workers"]
+
+
+def test_celery_health_command_reports_the_worker_and_beat():
+    out = StringIO()
+    call_command("celery_health", "--timeout", "2", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["status"] == "ok", report
+    assert report["workers"]["answered"], report
+    assert report["beat"]["ok"] is True
+
+
+def test_celery_health_command_fails_when_a_named_worker_is_missing():
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("celery_health", "--timeout", "1", "--worker", "ghost@nowhere", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["workers"]["missing"] == ["ghost@nowhere"]

@@ -1,0 +1,72 @@
+"""certbot in acme mode against pebble: first-run issuance, renewal, reload."""
+
+from __future__ import annotations
+
+import time
+
+testinfra_hosts = ["ansible://apache-acme"]
+
+PEBBLE = "https://pebble:14000/dir"
+CA = "/etc/letsencrypt/baseline-acme-ca.pem"
+CERTBOT_ENV = f"REQUESTS_CA_BUNDLE={CA}"
+S_CLIENT = "echo | openssl s_client -connect localhost:443 -servername apache-acme"
+
+
+def served_serial(host) -> str:
+    out = host.check_output(f"{S_CLIENT} 2>/dev/null | openssl x509 -noout -serial")
+    return out.strip().split("=", 1)[1]
+
+
+def pebble_root(host) -> None:
+    for path, name in (("roots/0", "root"), ("intermediates/0", "intermediate")):
+        host.run_expect([0], f"curl -sf --cacert {CA} https://pebble:15000/{path} -o /tmp/pebble-{name}.pem")
+
+
+def test_first_run_obtained_a_certificate_for_the_site(host):
+    live = host.file("/etc/letsencrypt/live/apache-acme/fullchain.pem")
+    assert live.exists
+    renewal = host.file("/etc/letsencrypt/renewal/apache-acme.conf").content_string
+    assert f"server = {PEBBLE}" in renewal
+    assert "authenticator = webroot" in renewal
+    site = host.file("/etc/apache2/sites-available/django-app.conf").content_string
+    assert "SSLCertificateFile /etc/letsencrypt/live/apache-acme/fullchain.pem" in site
+
+
+def test_served_certificate_chains_to_pebbles_root(host):
+    pebble_root(host)
+    result = host.run(
+        "echo | openssl s_client -connect localhost:443 -servername apache-acme "
+        "-CAfile /tmp/pebble-root.pem -verify_return_error 2>&1"
+    )
+    assert "Verify return code: 0 (ok)" in result.stdout, result.stdout[-2000:]
+    subject = host.check_output(f"{S_CLIENT} 2>/dev/null | openssl x509 -noout -ext subjectAltName")
+    assert "DNS:apache-acme" in subject
+
+
+def test_renewal_runs_from_debians_timer_with_the_ca_bundle(host):
+    assert host.service("certbot.timer").is_enabled
+    assert host.service("certbot.timer").is_running
+    env = host.check_output("systemctl show -p Environment --value certbot.service")
+    assert f"REQUESTS_CA_BUNDLE={CA}" in env
+    assert not host.file("/etc/cron.d/certbot").exists or "systemd" in host.file("/etc/cron.d/certbot").content_string
+
+
+def test_certbot_renew_dry_run_against_pebble_succeeds(host):
+    result = host.run(f"{CERTBOT_ENV} certbot renew --dry-run --server {PEBBLE} --no-random-sleep-on-renew")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert "Congratulations, all simulated renewals succeeded" in result.stdout + result.stderr
+
+
+def test_forced_renewal_reloads_apache_and_serves_the_new_certificate(host):
+    before = served_serial(host)
+    pid = host.check_output("systemctl show -p MainPID --value apache2")
+    result = host.run(f"{CERTBOT_ENV} certbot renew --force-renewal --server {PEBBLE} --no-random-sleep-on-renew")
+    assert result.rc == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 30
+    after = before
+    while after == before and time.monotonic() < deadline:
+        time.sleep(1)
+        after = served_serial(host)
+    print(f"\n[acme] served certificate serial {before} -> {after}")
+    assert after != before, "the renewed certificate is not served"
+    assert host.check_output("systemctl show -p MainPID --value apache2") == pid, "Apache was restarted, not reloaded"
