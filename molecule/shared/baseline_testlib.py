@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +33,15 @@ class PlaybookRun:
         return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
-def run_playbook(playbook: list[dict], extra_vars: dict | None = None, timeout: int = 900) -> PlaybookRun:
-    """Run ``playbook`` (a list of plays) against molecule's inventory."""
+def run_playbook(
+    playbook: list[dict], extra_vars: dict | None = None, timeout: int = 900, args: tuple[str, ...] = ()
+) -> PlaybookRun:
+    """Run ``playbook`` (a list of plays) against molecule's inventory, with more CLI ``args``."""
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     with tempfile.TemporaryDirectory(prefix="baseline-test-") as tmp:
         book = Path(tmp, "playbook.yml")
         book.write_text(json.dumps(playbook))
-        command = ["ansible-playbook", "-i", inventory, str(book)]
+        command = ["ansible-playbook", "-i", inventory, *args, str(book)]
         if extra_vars:
             vars_file = Path(tmp, "vars.json")
             vars_file.write_text(json.dumps(extra_vars))
@@ -65,3 +69,33 @@ def assert_refused_before_any_change(run: PlaybookRun, host: str, variable: str)
 def instance_name(host) -> str:
     """Molecule instance (container) name of a testinfra host."""
     return host.backend.get_hostname()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "condition") -> float:
+    """Poll ``predicate`` until it is true; return the seconds it took, or fail after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise AssertionError(f"{message} not reached within {timeout} s")
+
+
+# Python run in the sample app's context on a host the django_app role deployed
+# (django-app-manage: the app user, its environment file, the live release).
+APP_PRELUDE = (
+    "import json; from jobs import tasks; from config.redis import app_key, get_redis; "
+    "from celery.result import AsyncResult; "
+)
+
+
+def app_python(host, code: str, timeout: int = 120):
+    """Run ``code`` in the app's context on ``host``; its last printed line is parsed as JSON."""
+    result = host.run(f"timeout {timeout} django-app-manage shell -c {shlex.quote(APP_PRELUDE + code)}")
+    assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_in_app(host, expression: str, timeout: int = 120):
+    """Evaluate ``expression`` in the app's context; its value comes back through JSON."""
+    return app_python(host, f"print(json.dumps({expression}))", timeout=timeout)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ctl_json
 
 from baseline_testlib import assert_refused_before_any_change, run_playbook
+from conftest import ctl_json
 
 testinfra_hosts = ["ansible://rabbit-bw-3"]
 

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN, APP
 
 from baseline_testlib import assert_refused_before_any_change, instance_name, run_role
+from conftest import ADMIN, APP
 
 testinfra_hosts = ["ansible://redis-bookworm"]
 
