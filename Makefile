@@ -1,7 +1,7 @@
 # The verbs a newcomer types. Each is a thin call to a script in scripts/.
 PYTHON ?= python3
 SCENARIO ?=
-JOBS ?= 1
+JOBS ?= 2
 
 .PHONY: help test lint app-test molecule images docker lab lab-down bench clean
 
@@ -27,13 +27,11 @@ images:  ## Build (or reuse) the Debian test images
 docker:  ## Start a Docker engine (install docker.io if needed)
 	$(PYTHON) scripts/docker_engine.py
 
-lab:  ## Bring up the local lab and deploy the whole stack
-	@echo "make lab: the local lab arrives with the whole-stack playbook (issue 8); not available yet." >&2
-	@exit 2
+lab:  ## Bring up the local lab (containers as hosts) and deploy the whole stack with site.yml
+	$(PYTHON) scripts/lab.py up
 
-lab-down:  ## Remove the local lab
-	@echo "make lab-down: the local lab arrives with the whole-stack playbook (issue 8); not available yet." >&2
-	@exit 2
+lab-down:  ## Remove the local lab's containers
+	$(PYTHON) scripts/lab.py down
 
 clean:  ## Remove the venv, caches and logs (images stay; docker rmi baseline/debian:* removes them)
 	rm -rf .venv .cache .pytest_cache .ruff_cache

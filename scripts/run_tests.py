@@ -11,7 +11,9 @@ Steps, each timed and listed in the summary table at the end:
 Needs only the Python standard library (it creates the venv everything else runs from).
 Options: --only STEP[,STEP] (setup is always run), --scenario NAME (repeatable; a role name
 such as ``redis`` or ``redis/default``, or a stack scenario such as ``stack``), --jobs N
-(molecule scenarios at once; default $TEST_JOBS or 1), --keep-going.
+(molecule scenarios at once; default $TEST_JOBS or 2: most of a scenario's time is spent
+waiting on apt, pip and services, so two overlap well on two cores), --keep-going.
+Scenarios run longest first (durations of earlier runs are kept in .cache/durations.json).
 Logs of every step: .cache/logs/<step>.log.
 """
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +42,9 @@ TOOL_VENVS = {ROOT / ".venv-sslyze": ROOT / "requirements-sslyze.txt"}
 LOGS = ROOT / ".cache" / "logs"
 BASE_CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 SCENARIO_TIMEOUT = int(os.environ.get("SCENARIO_TIMEOUT", "1800"))
+DURATIONS = ROOT / ".cache" / "durations.json"
+# Lines the verifiers print with their measurements, collected under "figures" at the end.
+FIGURE = re.compile(r"\[(fault \d|failover \w+|stack|celery|acme)\][^\n]*")
 _print_lock = threading.Lock()
 
 
@@ -60,6 +67,8 @@ def tool_env() -> dict[str, str]:
     env["VIRTUAL_ENV"] = str(VENV)
     env.setdefault("PY_COLORS", "0" if env.get("CI") else "1")
     env.setdefault("ANSIBLE_FORCE_COLOR", "false" if env.get("CI") else "true")
+    # Wide enough that no log line the figures are read from gets wrapped.
+    env["COLUMNS"] = "400"
     return env
 
 
@@ -198,32 +207,58 @@ def select(scenarios: list[Scenario], wanted: list[str]) -> list[Scenario]:
 def run_scenario(scenario: Scenario, stream: bool) -> Result:
     say(f"molecule test: {scenario.label}")
     started = time.monotonic()
-    command = ["molecule", "--base-config", str(BASE_CONFIG), "test", "--scenario-name", scenario.name]
+    command = ["molecule", "--base-config", str(BASE_CONFIG), "test", "--no-command-borders"]
+    command += ["--scenario-name", scenario.name]
     code = run_logged(f"molecule-{scenario.label}", command, cwd=scenario.cwd, stream=stream, timeout=SCENARIO_TIMEOUT)
     seconds = time.monotonic() - started
     say(f"molecule test: {scenario.label}: {'passed' if code == 0 else 'FAILED'} in {seconds:.0f} s")
     return Result(f"molecule: {scenario.label}", code == 0, seconds)
 
 
+def expected_seconds(scenario: Scenario, history: dict[str, float]) -> float:
+    """Last run's duration, or a guess from the number of instances for a first run."""
+    if scenario.label in history:
+        return history[scenario.label]
+    molecule_file = scenario.cwd / "molecule" / scenario.name / "molecule.yml"
+    return 120 + 60 * molecule_file.read_text().count("- name:")
+
+
 def molecule(wanted: list[str], jobs: int, keep_going: bool) -> list[Result]:
-    scenarios = select(discover(), wanted)
+    history = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    scenarios = sorted(select(discover(), wanted), key=lambda s: -expected_seconds(s, history))
     results: list[Result] = []
     if jobs <= 1:
         for scenario in scenarios:
             results.append(run_scenario(scenario, stream=True))
             if not results[-1].ok and not keep_going:
                 break
-        return results
-    # In parallel the logs would interleave: each goes to its file, a failed one is printed whole.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_scenario, s, False) for s in scenarios]
-        results = [f.result() for f in futures]
-    for result in results:
-        if not result.ok:
-            log = LOGS / f"molecule-{result.step.removeprefix('molecule: ').replace('/', '-')}.log"
-            say(f"log of {result.step}:")
-            print(log.read_text(), flush=True)
+    else:
+        # In parallel the logs would interleave: each goes to its file, a failed one is printed whole.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(run_scenario, s, False) for s in scenarios]
+            results = [f.result() for f in futures]
+        for result in results:
+            if not result.ok:
+                say(f"log of {result.step}:")
+                print(scenario_log(result).read_text(), flush=True)
+    history.update({r.step.removeprefix("molecule: "): round(r.seconds) for r in results if r.ok})
+    DURATIONS.parent.mkdir(parents=True, exist_ok=True)
+    DURATIONS.write_text(json.dumps(history, indent=2, sort_keys=True))
     return results
+
+
+def scenario_log(result: Result) -> Path:
+    return LOGS / f"molecule-{result.step.removeprefix('molecule: ').replace('/', '-')}.log"
+
+
+def figures(results: list[Result]) -> list[str]:
+    """The measurements the verifiers printed (fault tests, failover, timings)."""
+    found = []
+    for result in results:
+        if result.step.startswith("molecule: ") and scenario_log(result).exists():
+            text = re.sub(r"\x1b\[[0-9;]*m", "", scenario_log(result).read_text())
+            found += sorted({match.group(0).strip() for match in FIGURE.finditer(text)})
+    return found
 
 
 def summary(results: list[Result], started: float) -> bool:
@@ -235,6 +270,9 @@ def summary(results: list[Result], started: float) -> bool:
         f"{time.monotonic() - started:7.0f}"
     )
     table = "\n".join(lines)
+    found = figures(results)
+    if found:
+        table += "\n\nfigures:\n" + "\n".join(f"  {line}" for line in found)
     print(f"\n{table}\n", flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / "summary.txt").write_text(table + "\n")
@@ -245,7 +283,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="lint,app,molecule", help="steps to run after setup")
     parser.add_argument("--scenario", action="append", default=[], help="molecule scenario(s) to run")
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("TEST_JOBS", "1")))
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("TEST_JOBS", "2")))
     parser.add_argument("--keep-going", action="store_true", help="run every scenario even after a failure")
     args = parser.parse_args()
     steps = set(args.only.split(","))

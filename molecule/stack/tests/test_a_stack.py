@@ -1,0 +1,111 @@
+"""End to end through HTTPS: the UI and API submit jobs that run on the workers via the
+RabbitMQ cluster, with results from Redis; beat's heartbeat; a chord; a countdown."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from baseline_testlib import app_python, run_in_app, wait_for
+from conftest import SITE
+
+testinfra_hosts = ["ansible://stack-web"]
+
+
+def wait_for_job(site, job_id: str, timeout: float = 60) -> dict:
+    job: dict = {}
+
+    def done() -> bool:
+        nonlocal job
+        job = site.api("GET", f"/api/jobs/{job_id}/")
+        return job["state"] in {"SUCCESS", "FAILURE"}
+
+    wait_for(done, timeout, message=f"job {job_id} finished")
+    return job
+
+
+def test_healthz_reports_every_component_healthy(site):
+    seconds = wait_for(lambda: site.healthz()[0] == 200, 120, interval=3, message="/healthz 200")
+    code, body = site.healthz()
+    checks = ", ".join(f"{name}={check['ok']}" for name, check in body["checks"].items())
+    print(f"\n[stack] /healthz 200 after {seconds:.0f} s: {checks}")
+    assert code == 200, body
+    assert set(body["checks"]) == {"database", "cache", "broker", "results", "workers", "beat"}
+    assert all(check["ok"] for check in body["checks"].values()), body
+
+
+def test_http_redirects_to_the_public_https_url(site):
+    out = site.host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://localhost/jobs/")
+    assert out == "301 https://localhost:8443/jobs/", out
+
+
+def test_api_job_runs_on_a_worker_and_its_result_comes_back(site):
+    job = site.api("POST", "/api/jobs/", {"kind": "urgent", "args": ["end to end"]})
+    done = wait_for_job(site, job["id"])
+    assert done["state"] == "SUCCESS", done
+    assert done["result"]["hostname"] == "priority@stack-worker", done
+    assert done["result"]["queue"] == "high", done
+    # The result the API returned is the one in Redis (db 0, the celery: prefix).
+    assert run_in_app(site.host, f"get_redis().exists('celery:celery-task-meta-{job['id']}')") == 1
+
+
+def test_ui_submission_is_csrf_protected_and_runs(site):
+    jar = "/tmp/ui-cookies"
+    page = site.curl("-c", jar, f"{SITE}/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    refused = site.status("/", "-b", jar, "-X", "POST", "--data", "kind=add&x=2&y=3")
+    assert refused == 403, "a POST without the CSRF token was accepted"
+    headers = site.curl(
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-X",
+        "POST",
+        "-H",
+        "Referer: https://localhost/",
+        "--data",
+        f"kind=add&x=2&y=3&csrfmiddlewaretoken={token}",
+        f"{SITE}/",
+    )
+    location = re.search(r"^location: (\S+)", headers, re.MULTILINE | re.IGNORECASE).group(1)
+    job_id = location.rstrip("/").rsplit("/", 1)[-1]
+    done = wait_for_job(site, job_id)
+    assert done["result"] == 5, done
+    assert job_id in site.curl("-b", jar, f"{SITE}/")
+
+
+def test_beat_heartbeat_is_visible_in_healthz(site):
+    _, body = site.healthz()
+    beat = body["checks"]["beat"]
+    print(f"\n[stack] beat heartbeat age {beat.get('age_seconds')} s (limit {beat.get('max_age_seconds')} s)")
+    assert beat["ok"], beat
+    assert beat["age_seconds"] < 30, beat
+
+
+def test_a_chord_completes(site):
+    job = site.api("POST", "/api/jobs/", {"kind": "chord", "args": [10]})
+    done = wait_for_job(site, job["id"])
+    assert done["state"] == "SUCCESS", done
+    assert done["result"] == sum(i * i for i in range(10)), done
+
+
+COUNTDOWN = """
+from datetime import datetime, timedelta, timezone
+eta = datetime.now(timezone.utc) + timedelta(seconds=5)
+lateness = tasks.remind.apply_async(args=[eta.isoformat()], eta=eta).get(timeout=60)
+print(json.dumps([eta.isoformat(), lateness]))
+"""
+
+
+def test_a_countdown_task_runs_on_time(site):
+    submitted = time.time()
+    eta, lateness = app_python(site.host, COUNTDOWN)
+    waited = time.time() - submitted
+    print(f"\n[stack] countdown 5 s: ran {lateness:.2f} s after its ETA ({waited:.1f} s after submission)")
+    assert waited >= 5, waited
+    assert 0 <= lateness < 2, f"ran {lateness} s after {eta}"

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The local lab: ``make lab`` (up) and ``make lab-down``.
+
+``up``: the controller venv, a Docker engine and the Debian image (as ``make test`` does),
+then one systemd container per host of inventory/lab (playbooks/lab.yml), then the very
+command ops run against production: ``ansible-playbook -i inventory/lab playbooks/site.yml``.
+It ends with the URL, the admin login and the health of every component. Running it again on
+a running lab is an idempotent re-deploy.
+
+``down``: removes the containers and their network (the generated secrets stay in
+inventory/lab/.secrets; delete that directory for new ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_tests import BIN, ROOT, ensure_venv, run_script
+
+INVENTORY = ROOT / "inventory" / "lab"
+SECRETS = INVENTORY / ".secrets"
+WEB = "lab-web"
+URL = "https://localhost:8443"
+HEALTH_WAIT_SECONDS = 180
+
+
+def say(message: str) -> None:
+    print(f"[lab] {message}", flush=True)
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "false" if env.get("CI") else "true")
+    return env
+
+
+def playbook(*args: str) -> int:
+    command = ["ansible-playbook", "-i", str(INVENTORY), *args]
+    say(" ".join(command))
+    return subprocess.run(command, cwd=ROOT, env=ansible_env(), check=False).returncode
+
+
+def lab_hosts() -> list[str]:
+    hosts = (INVENTORY / "hosts.yml").read_text()
+    return sorted(set(re.findall(r"^\s+(lab-[\w-]+):", hosts, re.MULTILINE)))
+
+
+def running_containers() -> set[str]:
+    out = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def forget_facts(hosts: list[str]) -> None:
+    """A re-created host has new facts (its address): drop the cached ones (ansible.cfg caches 2 h)."""
+    for path in (ROOT / ".cache" / "facts").glob("*"):
+        if any(path.name.endswith(host) for host in hosts):
+            path.unlink()
+
+
+def fetch_lab_ca() -> Path:
+    """The web host's local CA, so that the lab's HTTPS can be verified from this machine."""
+    ca = SECRETS / "lab-ca.crt"
+    pem = subprocess.run(
+        ["docker", "exec", WEB, "cat", "/etc/ssl/apache-baseline/local-ca.crt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ca.write_text(pem)
+    return ca
+
+
+def health(ca: Path) -> tuple[int, dict]:
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with urllib.request.urlopen(f"{URL}/healthz", context=context, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return 0, {"error": str(error)}
+
+
+def wait_for_health(ca: Path) -> tuple[int, dict]:
+    deadline = time.monotonic() + HEALTH_WAIT_SECONDS
+    status, body = health(ca)
+    while status != 200 and time.monotonic() < deadline:
+        time.sleep(3)
+        status, body = health(ca)
+    return status, body
+
+
+def up() -> int:
+    started = time.monotonic()
+    ensure_venv()
+    run_script("docker_engine.py")
+    run_script("build_images.py")
+    before = running_containers()
+    if playbook("playbooks/lab.yml") != 0:
+        say("ERROR: the lab's containers did not come up")
+        return 1
+    new = [host for host in lab_hosts() if host not in before]
+    if new:
+        forget_facts(lab_hosts())
+    if playbook("playbooks/site.yml") != 0:
+        say("ERROR: the site playbook failed (see above); fix and run make lab again")
+        return 1
+    ca = fetch_lab_ca()
+    status, body = wait_for_health(ca)
+    admin_password = (SECRETS / "django_admin_password").read_text().split()[0]
+    print(
+        f"""
+The lab is up ({time.monotonic() - started:.0f} s).
+
+  URL           {URL}/      (HTTP on http://localhost:8080 redirects there)
+  admin         {URL}/admin/  user: admin  password: {admin_password}
+  CA            {ca}   (curl --cacert {ca.relative_to(ROOT)} {URL}/healthz)
+  API token     {SECRETS / "django_api_token"}
+  re-deploy     make lab        remove: make lab-down
+""",
+        flush=True,
+    )
+    print(f"Health ({URL}/healthz): HTTP {status}")
+    for name, check in sorted(body.get("checks", {}).items()):
+        detail = {k: v for k, v in check.items() if k not in {"ok"}}
+        print(f"  {'ok  ' if check.get('ok') else 'FAIL'} {name:9} {json.dumps(detail)[:110]}")
+    if status != 200:
+        say(f"ERROR: /healthz answered {status}: {body.get('error', '')}")
+        return 1
+    return 0
+
+
+def down() -> int:
+    code = playbook("playbooks/lab.yml", "-e", "lab_state=absent")
+    forget_facts(lab_hosts())
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "down"])
+    return up() if parser.parse_args().action == "up" else down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
