@@ -33,5 +33,8 @@ lab:  ## Bring up the local lab (containers as hosts) and deploy the whole stack
 lab-down:  ## Remove the local lab's containers
 	$(PYTHON) scripts/lab.py down
 
+bench:  ## Benchmarks on the running lab (web tier, task pipeline, deployment) -> bench/RESULTS.md
+	.venv/bin/python -m bench
+
 clean:  ## Remove the venv, caches and logs (images stay; docker rmi baseline/debian:* removes them)
 	rm -rf .venv .cache .pytest_cache .ruff_cache

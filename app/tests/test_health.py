@@ -118,3 +118,14 @@ def test_healthz_is_exempt_from_the_https_redirect_and_sets_no_cookie(client: Cl
     assert not response.cookies
     assert "Cookie" not in response.get("Vary", "")
     assert "no-store" in response["Cache-Control"]
+
+
+def test_livez_answers_without_touching_any_dependency(client: Client, settings):
+    _point_redis_at(settings, UNREACHABLE)
+    settings.CELERY_BROKER_URL = "amqp://u:p@127.0.0.1:1/app"
+    started = time.monotonic()
+    response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.content == b"ok\n"
+    assert not response.cookies
+    assert time.monotonic() - started < 0.5

@@ -137,9 +137,15 @@ def test_4_every_host_restarts_and_healthz_is_200_again_within_120_s(host, site)
     started = time.monotonic()
     docker("restart", "--time", "30", *HOSTS)
     restarted = time.monotonic() - started
-    seconds = wait_for(lambda: site.healthz()[0] == 200, 180, interval=3, message="/healthz 200 after the restart")
-    _, body = site.healthz()
-    checks = ", ".join(f"{name}={check['ok']}" for name, check in body["checks"].items())
+    answers: list[tuple[int, dict]] = []
+
+    def healthy_twice() -> bool:
+        # Two 200s in a row: each mod_wsgi process keeps its own short worker-ping cache.
+        answers.append(site.healthz())
+        return [code for code, _ in answers[-2:]] == [200, 200]
+
+    seconds = wait_for(healthy_twice, 180, interval=3, message="/healthz 200 after the restart")
+    checks = ", ".join(f"{name}={check['ok']}" for name, check in answers[-1][1]["checks"].items())
     print(
         f"\n[fault 4] all 6 hosts restarted (docker restart took {restarted:.0f} s); /healthz 200 "
         f"{seconds:.0f} s after they were back: {checks}"
