@@ -118,7 +118,7 @@ def test_production_settings_are_hardened_and_use_the_redis_layout():
     assert values["SECURE_HSTS_SECONDS"] == 63072000
     assert values["SECURE_HSTS_PRELOAD"] is True
     assert values["SECURE_SSL_REDIRECT"] is True
-    assert values["SECURE_REDIRECT_EXEMPT"] == ["^healthz$"]
+    assert values["SECURE_REDIRECT_EXEMPT"] == ["^healthz$", "^livez$"]
     assert values["CSRF_TRUSTED_ORIGINS"] == ["https://localhost:8443", "https://app.example.test"]
     assert values["STORAGES"]["staticfiles"]["BACKEND"].endswith("ManifestStaticFilesStorage")
     assert values["CELERY_RESULT_BACKEND"] == "redis://app:pw@redis.example.test:6379/0"
