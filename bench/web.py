@@ -55,11 +55,7 @@ def run() -> dict:
     static = wrk(static_url())
     print("[bench] web: (c) /livez with the naive setup (1 daemon process, 15 threads)", flush=True)
     playbook(
-        "playbooks/site.yml",
-        "--tags",
-        "web",
-        "--limit",
-        "web",
+        "playbooks/web.yml",
         "-e",
         "apache_wsgi_processes=1",
         "-e",
@@ -68,7 +64,7 @@ def run() -> dict:
     try:
         naive = wrk(f"{SITE}/livez")
     finally:
-        playbook("playbooks/site.yml", "--tags", "web", "--limit", "web")
+        playbook("playbooks/web.yml")
     processes = in_container(
         "lab-web", "sh", "-c", "grep -o 'processes=[0-9]* threads=[0-9]*' /etc/apache2/sites-available/django-app.conf"
     ).strip()

@@ -16,9 +16,9 @@ def test_security_and_updates_archives_are_in_use(host):
         assert f"n={suite}," in policy, f"{suite} is not among APT's sources:\n{policy}"
 
 
-def test_legacy_sources_list_lists_nothing(host):
-    lines = [line for line in host.file("/etc/apt/sources.list").content_string.splitlines() if line.strip()]
-    assert all(line.startswith("#") for line in lines), lines
+def test_legacy_sources_list_is_gone(host):
+    assert not host.file("/etc/apt/sources.list").exists
+    assert host.file("/etc/apt/sources.list.d/debian.sources").exists
 
 
 def test_private_ca_is_trusted_by_openssl(host):
