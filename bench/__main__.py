@@ -25,6 +25,7 @@ def main() -> int:
     results = {}
     for name in args.only.split(","):
         results[name] = PARTS[name]()
+        print(f"[bench] {name}: {json.dumps(results[name])}", flush=True)
     results["seconds"] = round(time.monotonic() - started)
     (ROOT / ".cache" / "bench.json").write_text(json.dumps(results, indent=2))
     text = report.render(results)

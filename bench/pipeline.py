@@ -21,9 +21,8 @@ def stats(submitted, done):
             "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99), "seconds": round(span, 2)}
 """
 
-CELERY = (
-    STATS
-    + """
+# The scripts below are str.format templates; STATS is prepended after formatting.
+CELERY = """
 import json, time
 from datetime import timezone
 from jobs import tasks
@@ -38,11 +37,8 @@ for r in results:
     done.append(r.date_done.replace(tzinfo=timezone.utc).timestamp())
 print(json.dumps(stats(submitted, done)))
 """
-)
 
-RAW = (
-    STATS
-    + """
+RAW = """
 import json, threading, time
 from django.conf import settings
 from kombu import Connection, Exchange, Queue
@@ -78,10 +74,14 @@ with Connection(url, transport_options={{"confirm_publish": True}}) as conn:
 thread.join(300)
 print(json.dumps(stats(submitted, [received[i] for i in range({n})])))
 """
-)
+
+
+def script(template: str, **values) -> str:
+    return STATS + template.format(**values)
 
 
 def unsafe_worker_up() -> None:
+    unsafe_worker_down()  # a worker left by an interrupted run
     module = (HERE / "celery_defaults.py").read_text()
     for container in ("lab-web", "lab-worker"):
         in_container(
@@ -105,40 +105,44 @@ def unsafe_worker_up() -> None:
         "worker",
         "--queues=bench-defaults",
         "--concurrency=2",
-        "--hostname=bench-defaults@%l",
+        "--hostname=bench-defaults@%h",
         "--loglevel=warning",
     )
     deadline = time.monotonic() + 60
-    while "bench-defaults@" not in ping() and time.monotonic() < deadline:
+    while not consumers("bench-defaults"):
+        if time.monotonic() > deadline:
+            log = in_container("lab-worker", "journalctl", "-u", "bench-celery-defaults", "--no-pager", "-n", "20")
+            raise RuntimeError(f"the worker with Celery's defaults did not start:\n{log}")
         time.sleep(1)
 
 
-def ping() -> str:
-    try:
-        return in_container("lab-worker", "celery-health", "--skip-beat", "--timeout", "2")
-    except RuntimeError as error:
-        return str(error)
+def consumers(queue: str) -> int:
+    """Consumers of a queue in the app's vhost, as RabbitMQ counts them (0 if it is not there)."""
+    out = in_container("lab-rabbit1", "rabbitmqctl", "list_queues", "-q", "-p", "app", "name", "consumers")
+    counts = dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+    return int(counts.get(queue, "0"))
 
 
 def unsafe_worker_down() -> None:
-    subprocess.run(
-        ["docker", "exec", "lab-worker", "systemctl", "stop", "bench-celery-defaults"], capture_output=True, check=False
-    )
+    for action in ("stop", "reset-failed"):
+        # Either may find nothing to do (no such unit): not an error here.
+        command = ["docker", "exec", "lab-worker", "systemctl", action, "bench-celery-defaults"]
+        subprocess.run(command, capture_output=True, check=False)
 
 
 def run() -> dict:
     print(f"[bench] tasks: {N} trivial tasks through the deployed Celery", flush=True)
-    app_script("lab-web", CELERY.format(n=200, setup="", options=""))
-    deployed = app_script("lab-web", CELERY.format(n=N, setup="", options=""))
+    app_script("lab-web", script(CELERY, n=200, setup="", options=""))
+    deployed = app_script("lab-web", script(CELERY, n=N, setup="", options=""))
     print(f"[bench] tasks: {N} raw AMQP messages (quorum queue, confirms, acks)", flush=True)
-    raw = app_script("lab-web", RAW.format(n=N))
+    raw = app_script("lab-web", script(RAW, n=N))
     print(f"[bench] tasks: {N} tasks with Celery's default settings", flush=True)
-    unsafe_worker_up()
     try:
+        unsafe_worker_up()
         setup = "import sys; sys.path.insert(0, '/tmp'); import bench_celery_defaults"
         options = ", queue='bench-defaults'"
-        app_script("lab-web", CELERY.format(n=200, setup=setup, options=options))
-        unsafe = app_script("lab-web", CELERY.format(n=N, setup=setup, options=options))
+        app_script("lab-web", script(CELERY, n=200, setup=setup, options=options))
+        unsafe = app_script("lab-web", script(CELERY, n=N, setup=setup, options=options))
     finally:
         unsafe_worker_down()
     return {"n": N, "deployed": deployed, "raw": raw, "defaults": unsafe}

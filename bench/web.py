@@ -54,13 +54,7 @@ def run() -> dict:
     print("[bench] web: (b) a static file from the same Apache", flush=True)
     static = wrk(static_url())
     print("[bench] web: (c) /livez with the naive setup (1 daemon process, 15 threads)", flush=True)
-    playbook(
-        "playbooks/web.yml",
-        "-e",
-        "apache_wsgi_processes=1",
-        "-e",
-        "apache_wsgi_threads=15",
-    )
+    playbook("playbooks/web.yml", "-e", json.dumps({"apache_wsgi_processes": 1, "apache_wsgi_threads": 15}))
     try:
         naive = wrk(f"{SITE}/livez")
     finally:
