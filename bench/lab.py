@@ -69,10 +69,13 @@ def versions() -> dict[str, str]:
         "import django, celery, kombu, sys; print(django.__version__, celery.__version__, "
         "kombu.__version__, sys.version.split()[0])",
     ).split()
+    debian = in_container("lab-web", "sh", "-c", ". /etc/os-release && echo $VERSION_ID $VERSION_CODENAME").split()
     return {
+        "Debian": f"{debian[0]} ({debian[1]})",
         "Apache": pkg("lab-web", "apache2"),
         "mod_wsgi": pkg("lab-web", "libapache2-mod-wsgi-py3"),
         "RabbitMQ": pkg("lab-rabbit1", "rabbitmq-server"),
+        "Erlang": pkg("lab-rabbit1", "erlang-base"),
         "Redis": pkg("lab-redis", "redis-server"),
         "Django": python[0],
         "Celery": python[1],

@@ -7,6 +7,9 @@ command ops run against production: ``ansible-playbook -i inventory/lab playbook
 It ends with the URL, the admin login and the health of every component. Running it again on
 a running lab is an idempotent re-deploy.
 
+The lab runs Debian 13 (trixie); ``LAB_SUITE=bookworm make lab`` brings it up on Debian 12.
+A running lab keeps its release: ``make lab-down`` first to switch.
+
 ``down``: removes the containers and their network (the generated secrets stay in
 inventory/lab/.secrets; delete that directory for new ones).
 """
@@ -34,6 +37,7 @@ WEB = "lab-web"
 URL = "https://localhost:8443"
 HEALTH_WAIT_SECONDS = 180
 DEPLOY_TIMES = ROOT / ".cache" / "lab" / "deploy-times.json"
+SUITES = ("trixie", "bookworm")
 
 
 def say(message: str) -> None:
@@ -46,6 +50,37 @@ def ansible_env() -> dict[str, str]:
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     env.setdefault("ANSIBLE_FORCE_COLOR", "false" if env.get("CI") else "true")
     return env
+
+
+def lab_suite() -> str:
+    suite = os.environ.get("LAB_SUITE", SUITES[0])
+    if suite not in SUITES:
+        sys.exit(f"[lab] ERROR: LAB_SUITE={suite!r}: the lab runs on {' or '.join(SUITES)}")
+    return suite
+
+
+def image_for(suite: str) -> str:
+    """The test image of ``suite``, as scripts/build_images.py names it."""
+    return os.environ.get(f"BASELINE_IMAGE_{suite.upper()}", f"baseline/debian:{suite}")
+
+
+def build_image(suite: str) -> None:
+    """Build (or reuse) the one image the lab needs, unless BASELINE_SUITES says otherwise."""
+    env = dict(os.environ)
+    env.setdefault("BASELINE_SUITES", suite)
+    subprocess.run([sys.executable, "scripts/build_images.py"], cwd=ROOT, env=env, check=True)
+
+
+def images_in_use(hosts: list[str]) -> dict[str, str]:
+    """Image of each existing lab container."""
+    found = {}
+    for host in hosts:
+        out = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Config.Image}}", host], capture_output=True, text=True, check=False
+        )
+        if out.returncode == 0:
+            found[host] = out.stdout.strip()
+    return found
 
 
 def playbook(*args: str) -> int:
@@ -106,11 +141,21 @@ def wait_for_health(ca: Path) -> tuple[int, dict]:
 
 def up() -> int:
     started = time.monotonic()
+    suite = lab_suite()
+    image = image_for(suite)
     ensure_venv()
     run_script("docker_engine.py")
-    run_script("build_images.py")
+    other = sorted({used for used in images_in_use(lab_hosts()).values() if used != image})
+    if other:
+        say(
+            f"ERROR: the running lab is on {', '.join(other)}, not {image} (LAB_SUITE={suite}). "
+            "Remove it with 'make lab-down' first, or keep it with the LAB_SUITE it was made with."
+        )
+        return 1
+    build_image(suite)
     before = running_containers()
-    if playbook("playbooks/lab.yml") != 0:
+    say(f"Debian {suite} ({image})")
+    if playbook("playbooks/lab.yml", "-e", f"lab_image={image}") != 0:
         say("ERROR: the lab's containers did not come up")
         return 1
     new = [host for host in lab_hosts() if host not in before]
@@ -130,7 +175,7 @@ def up() -> int:
     admin_password = (SECRETS / "django_admin_password").read_text().split()[0]
     print(
         f"""
-The lab is up ({time.monotonic() - started:.0f} s).
+The lab is up on Debian {suite} ({time.monotonic() - started:.0f} s).
 
   URL           {URL}/      (HTTP on http://localhost:8080 redirects there)
   admin         {URL}/admin/  user: admin  password: {admin_password}

@@ -10,7 +10,8 @@ Steps, each timed and listed in the summary table at the end:
 
 Needs only the Python standard library (it creates the venv everything else runs from).
 Options: --only STEP[,STEP] (setup is always run), --scenario NAME (repeatable; a role name
-such as ``redis`` or ``redis/default``, or a stack scenario such as ``stack``), --jobs N
+such as ``redis`` or ``redis/default``, or a stack scenario such as ``stack``; the stack runs
+on Debian 13, or on the release LAB_SUITE names, e.g. LAB_SUITE=bookworm), --jobs N
 (molecule scenarios at once; default $TEST_JOBS or 2: most of a scenario's time is spent
 waiting on apt, pip and services, so two overlap well on two cores), --keep-going.
 Scenarios run longest first (durations of earlier runs are kept in .cache/durations.json).
@@ -69,6 +70,10 @@ def tool_env() -> dict[str, str]:
     env.setdefault("ANSIBLE_FORCE_COLOR", "false" if env.get("CI") else "true")
     # Wide enough that no log line the figures are read from gets wrapped.
     env["COLUMNS"] = "400"
+    # The whole-stack scenario runs on Debian 13 unless LAB_SUITE names another release.
+    suite = env.get("LAB_SUITE")
+    if suite:
+        env.setdefault("BASELINE_IMAGE_STACK", env.get(f"BASELINE_IMAGE_{suite.upper()}", f"baseline/debian:{suite}"))
     return env
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -13,6 +15,8 @@ import testinfra
 CA = "/etc/ssl/apache-baseline/local-ca.crt"
 SITE = "https://localhost"
 HOSTS = ["stack-web", "stack-redis", "stack-rabbit1", "stack-rabbit2", "stack-rabbit3", "stack-worker"]
+# The lab's group_vars generate the secrets next to the inventory that uses them.
+SECRETS = Path(os.environ.get("MOLECULE_INVENTORY_FILE", ".")).parent / ".secrets"
 
 
 def docker(*args: str) -> str:
@@ -59,3 +63,28 @@ class Site:
 @pytest.fixture
 def site(host) -> Site:
     return Site(host)
+
+
+class Broker:
+    """RabbitMQ's management API on a node's loopback, as the administrator."""
+
+    def __init__(self, node: str = "stack-rabbit1") -> None:
+        self.host = other(node)
+        self.password = (SECRETS / "rabbitmq_admin_password").read_text().split()[0]
+
+    def api(self, path: str, body: dict | None = None) -> dict | list:
+        # The credentials go to curl on stdin (-K -), not on its command line.
+        config = f'user = "admin:{self.password}"\n'
+        data = f"-X POST -H 'content-type: application/json' --data {shlex.quote(json.dumps(body))} " if body else ""
+        command = f"printf %s {shlex.quote(config)} | curl -sf -K - {data}http://127.0.0.1:15672/api{path}"
+        return json.loads(self.host.check_output(command))
+
+    def ctl(self, *args: str) -> list[dict]:
+        return json.loads(
+            self.host.check_output("rabbitmqctl " + " ".join(map(shlex.quote, args)) + " --formatter json")
+        )
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker()

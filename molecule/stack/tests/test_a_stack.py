@@ -1,5 +1,6 @@
 """End to end through HTTPS: the UI and API submit jobs that run on the workers via the
-RabbitMQ cluster, with results from Redis; beat's heartbeat; a chord; a countdown."""
+RabbitMQ cluster, with results from Redis; beat's heartbeat; a chord; a countdown; and Celery on
+the broker: quorum queues, native delayed delivery, publisher confirms, dead-lettering."""
 
 from __future__ import annotations
 
@@ -109,3 +110,71 @@ def test_a_countdown_task_runs_on_time(site):
     print(f"\n[stack] countdown 5 s: ran {lateness:.2f} s after its ETA ({waited:.1f} s after submission)")
     assert waited >= 5, waited
     assert 0 <= lateness < 2, f"ran {lateness} s after {eta}"
+
+
+# --- Celery on the broker: quorum queues, native delayed delivery, confirms, dead-lettering ---
+
+
+def test_celery_queues_are_quorum_queues_under_the_roles_policy(broker):
+    queues = {q["name"]: q for q in broker.ctl("list_queues", "-p", "app", "name", "type", "policy", "members")}
+    for name in ("default", "high", "low"):
+        assert queues[name]["type"] == "quorum", queues[name]
+        assert queues[name]["policy"] == "quorum-defaults", queues[name]
+        assert len(queues[name]["members"]) == 3, queues[name]
+    assert queues["dead-letters"]["policy"] == "dead-letter-queue", queues["dead-letters"]
+
+
+DELAYED = """
+from datetime import datetime, timedelta, timezone
+eta = datetime.now(timezone.utc) + timedelta(seconds=20)
+print(json.dumps(tasks.remind.apply_async(args=[eta.isoformat()], eta=eta).id))
+"""
+
+
+def test_a_countdown_waits_in_rabbitmq_not_in_a_worker(site, broker):
+    task_id = app_python(site.host, DELAYED)
+
+    def waiting_in_the_delay_queues() -> bool:
+        queues = broker.ctl("list_queues", "-p", "app", "name", "messages", "messages_unacknowledged")
+        delayed = sum(q["messages"] for q in queues if q["name"].startswith("celery_delayed_"))
+        held = next(q for q in queues if q["name"] == "default")["messages_unacknowledged"]
+        return delayed >= 1 and held == 0
+
+    # Native delayed delivery: the message sits in RabbitMQ's celery_delayed_* queues, not
+    # unacknowledged in a worker's memory (where a worker restart would bring it back early or late).
+    wait_for(waiting_in_the_delay_queues, 15, interval=1, message="the countdown task in celery_delayed_* queues")
+    lateness = run_in_app(site.host, f"AsyncResult({task_id!r}).get(timeout=60)")
+    print(f"\n[stack] countdown 20 s through RabbitMQ's delay queues: ran {lateness:.2f} s after its ETA")
+    assert 0 <= lateness < 2, lateness
+
+
+def test_the_broker_confirms_every_task_the_app_publishes(site, broker):
+    def confirmed() -> int:
+        return broker.api("/vhosts/app").get("message_stats", {}).get("confirm", 0)
+
+    before = confirmed()
+    run_in_app(site.host, "[tasks.add.delay(i, i).id for i in range(20)]")
+    # Management statistics refresh every 5 s.
+    wait_for(lambda: confirmed() >= before + 20, 30, interval=1, message="20 more publisher confirms")
+    print(f"\n[stack] publisher confirms on vhost app: {before} -> {confirmed()} after 20 tasks")
+
+
+def test_a_message_celery_rejects_is_dead_lettered(site, broker):
+    def dead_letters() -> int:
+        queues = broker.ctl("list_queues", "-p", "app", "name", "messages")
+        return next(q for q in queues if q["name"] == "dead-letters")["messages"]
+
+    before = dead_letters()
+    marker = f"unknown-{time.time_ns()}"
+    # A task no worker knows: the worker rejects it without requeueing, and the policy's
+    # dead-letter exchange takes it.
+    run_in_app(site.host, f"tasks.add.app.send_task('jobs.{marker}', queue='default').id")
+    wait_for(lambda: dead_letters() > before, 30, interval=1, message="the rejected task in dead-letters")
+    messages = broker.api(
+        "/queues/app/dead-letters/get", {"count": before + 1, "ackmode": "reject_requeue_true", "encoding": "auto"}
+    )
+    ours = [m for m in messages if m["properties"].get("headers", {}).get("task") == f"jobs.{marker}"]
+    assert ours, [m["properties"].get("headers", {}).get("task") for m in messages]
+    death = ours[0]["properties"]["headers"]["x-first-death-queue"]
+    print(f"\n[stack] rejected task jobs.{marker} dead-lettered from queue {death!r} to dead-letters")
+    assert death == "default", ours[0]["properties"]["headers"]

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import time
 
-testinfra_hosts = ["ansible://apache-acme"]
+from baseline_testlib import instance_name
+
+testinfra_hosts = ["ansible://apache-acme-trixie", "ansible://apache-acme-bookworm"]
 
 PEBBLE = "https://pebble:14000/dir"
 CA = "/etc/letsencrypt/baseline-acme-ca.pem"
 CERTBOT_ENV = f"REQUESTS_CA_BUNDLE={CA}"
-S_CLIENT = "echo | openssl s_client -connect localhost:443 -servername apache-acme"
+
+
+def s_client(host) -> str:
+    return f"echo | openssl s_client -connect localhost:443 -servername {instance_name(host)}"
 
 
 def served_serial(host) -> str:
-    out = host.check_output(f"{S_CLIENT} 2>/dev/null | openssl x509 -noout -serial")
+    out = host.check_output(f"{s_client(host)} 2>/dev/null | openssl x509 -noout -serial")
     return out.strip().split("=", 1)[1]
 
 
@@ -23,24 +28,22 @@ def pebble_root(host) -> None:
 
 
 def test_first_run_obtained_a_certificate_for_the_site(host):
-    live = host.file("/etc/letsencrypt/live/apache-acme/fullchain.pem")
+    name = instance_name(host)
+    live = host.file(f"/etc/letsencrypt/live/{name}/fullchain.pem")
     assert live.exists
-    renewal = host.file("/etc/letsencrypt/renewal/apache-acme.conf").content_string
+    renewal = host.file(f"/etc/letsencrypt/renewal/{name}.conf").content_string
     assert f"server = {PEBBLE}" in renewal
     assert "authenticator = webroot" in renewal
     site = host.file("/etc/apache2/sites-available/django-app.conf").content_string
-    assert "SSLCertificateFile /etc/letsencrypt/live/apache-acme/fullchain.pem" in site
+    assert f"SSLCertificateFile /etc/letsencrypt/live/{name}/fullchain.pem" in site
 
 
 def test_served_certificate_chains_to_pebbles_root(host):
     pebble_root(host)
-    result = host.run(
-        "echo | openssl s_client -connect localhost:443 -servername apache-acme "
-        "-CAfile /tmp/pebble-root.pem -verify_return_error 2>&1"
-    )
+    result = host.run(f"{s_client(host)} -CAfile /tmp/pebble-root.pem -verify_return_error 2>&1")
     assert "Verify return code: 0 (ok)" in result.stdout, result.stdout[-2000:]
-    subject = host.check_output(f"{S_CLIENT} 2>/dev/null | openssl x509 -noout -ext subjectAltName")
-    assert "DNS:apache-acme" in subject
+    subject = host.check_output(f"{s_client(host)} 2>/dev/null | openssl x509 -noout -ext subjectAltName")
+    assert f"DNS:{instance_name(host)}" in subject
 
 
 def test_renewal_runs_from_debians_timer_with_the_ca_bundle(host):
@@ -67,6 +70,6 @@ def test_forced_renewal_reloads_apache_and_serves_the_new_certificate(host):
     while after == before and time.monotonic() < deadline:
         time.sleep(1)
         after = served_serial(host)
-    print(f"\n[acme] served certificate serial {before} -> {after}")
+    print(f"\n[acme] {host.system_info.codename}: served certificate serial {before} -> {after}")
     assert after != before, "the renewed certificate is not served"
     assert host.check_output("systemctl show -p MainPID --value apache2") == pid, "Apache was restarted, not reloaded"

@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from baseline_testlib import instance_name
+
 SITE = "https://localhost"
 # sslyze has its own venv (its cryptography pin clashes with the controller's): make test builds it.
 SSLYZE = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parent.parent / ".venv-sslyze" / "bin" / "sslyze"
@@ -30,7 +32,7 @@ def headers(host, url: str) -> dict[str, list[str]]:
 
 def test_http_redirects_permanently_to_https(host):
     out = curl(host, "-o /dev/null", "-w '%{http_code} %{redirect_url}'", "http://localhost/some/page?x=1")
-    assert out == "301 https://apache-bookworm/some/page?x=1", out
+    assert out == f"301 https://{instance_name(host)}/some/page?x=1", out
 
 
 def test_acme_challenge_path_is_not_redirected(host):
@@ -98,6 +100,7 @@ def test_default_site_is_gone(host):
 
 
 def test_tls_scan_is_mozilla_intermediate_compliant_and_refuses_tls_1_0_and_1_1(host):
+    name = instance_name(host)
     address = host.interface("eth0").addresses[0]
     cert = host.file("/etc/ssl/apache-baseline/local-ca.crt").content_string
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +113,7 @@ def test_tls_scan_is_mozilla_intermediate_compliant_and_refuses_tls_1_0_and_1_1(
                 "--mozilla_config=intermediate",
                 f"--certinfo_ca_file={ca}",
                 f"--json_out={report}",
-                f"apache-bookworm:443{{{address}}}",
+                f"{name}:443{{{address}}}",
             ],
             capture_output=True,
             text=True,
@@ -119,7 +122,7 @@ def test_tls_scan_is_mozilla_intermediate_compliant_and_refuses_tls_1_0_and_1_1(
         )
         print(scan.stdout[-1500:])
         # sslyze exits 0 when it cannot reach the host at all: the verdict text is what counts.
-        assert "apache-bookworm:443: OK - Compliant." in scan.stdout, scan.stdout[-3000:]
+        assert f"{name}:443: OK - Compliant." in scan.stdout, scan.stdout[-3000:]
         assert scan.returncode == 0, scan.stderr[-2000:]
         result = json.loads(report.read_text())["server_scan_results"][0]["scan_result"]
     for protocol in ("ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1"):
@@ -130,15 +133,16 @@ def test_tls_scan_is_mozilla_intermediate_compliant_and_refuses_tls_1_0_and_1_1(
 
 
 def test_certificate_is_ecdsa_and_valid_less_than_a_year(host):
-    text = host.check_output("openssl x509 -noout -text -in /etc/ssl/apache-baseline/apache-bookworm.crt")
+    name = instance_name(host)
+    cert = f"/etc/ssl/apache-baseline/{name}.crt"
+    text = host.check_output(f"openssl x509 -noout -text -in {cert}")
     assert "id-ecPublicKey" in text
-    assert "DNS:apache-bookworm" in text
+    assert f"DNS:{name}" in text
     days = host.check_output(
-        'echo $(( ($(date -d "$(openssl x509 -noout -enddate -in /etc/ssl/apache-baseline/apache-bookworm.crt'
-        ' | cut -d= -f2)" +%s) - $(date +%s)) / 86400 ))'
+        f'echo $(( ($(date -d "$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)" +%s) - $(date +%s)) / 86400 ))'
     )
     assert 360 <= int(days) <= 366, days
     assert re.search(r"Signature Algorithm: ecdsa-with-SHA256", text)
     tls = "/etc/ssl/apache-baseline"
-    chain = host.run(f"openssl verify -CAfile {tls}/local-ca.crt {tls}/apache-bookworm.crt")
+    chain = host.run(f"openssl verify -CAfile {tls}/local-ca.crt {cert}")
     assert chain.rc == 0, chain.stdout + chain.stderr

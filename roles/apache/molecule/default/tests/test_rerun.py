@@ -6,7 +6,10 @@ import pytest
 
 from baseline_testlib import assert_refused_before_any_change, instance_name, run_role
 
-CONVERGE = {"apache_server_name": "apache-bookworm", "apache_tls_mode": "selfsigned"}
+# Debian 13, the primary release.
+testinfra_hosts = ["ansible://apache-trixie"]
+
+CONVERGE = {"apache_server_name": "{{ inventory_hostname }}", "apache_tls_mode": "selfsigned"}
 
 
 def main_pid(host) -> int:
@@ -32,6 +35,16 @@ def test_a_broken_configuration_never_takes_the_site_down(host):
     assert host.check_output("curl -sk -o /dev/null -w '%{http_code}' https://localhost/") == "200"
     repaired = run_role("apache", instance_name(host), CONVERGE)
     assert repaired.returncode == 0, repaired.output[-3000:]
+
+
+def test_a_virtualenv_from_another_python_is_refused_before_any_change(host):
+    # A venv kept from Debian 11's Python, say, next to the real one.
+    host.run_expect(
+        [0], "mkdir -p /tmp/old-venv && printf 'home = /usr/bin\\nversion = 3.9.2\\n' > /tmp/old-venv/pyvenv.cfg"
+    )
+    run = run_role("apache", instance_name(host), {**CONVERGE, "apache_wsgi_python_home": "/tmp/old-venv"})
+    assert_refused_before_any_change(run, instance_name(host), "apache_wsgi_python_home")
+    assert "embeds Python 3.13" in run.output, run.output[-2000:]
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ def test_security_and_updates_archives_are_in_use(host):
         assert f"n={suite}," in policy, f"{suite} is not among APT's sources:\n{policy}"
 
 
-def test_legacy_sources_list_is_gone(host):
-    assert not host.file("/etc/apt/sources.list").exists
+def test_legacy_sources_list_lists_no_archive(host):
+    legacy = host.file("/etc/apt/sources.list").content_string
+    assert not [line for line in legacy.splitlines() if line.strip() and not line.startswith("#")], legacy
     assert host.file("/etc/apt/sources.list.d/debian.sources").exists
 
 

@@ -10,9 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from baseline_testlib import assert_refused_before_any_change, instance_name, run_role
+from baseline_testlib import assert_refused_before_any_change, instance_name, run_playbook, run_role
 
-testinfra_hosts = ["ansible://base-bookworm"]
+testinfra_hosts = ["ansible://base-trixie"]
+
+
+CONVERGE = Path(__file__).resolve().parent.parent / "converge.yml"
+
+
+@pytest.mark.parametrize("instance", ["base-trixie", "base-bookworm"])
+def test_a_rerun_under_check_mode_reports_no_change(instance):
+    # What ops run before every deploy: the converged host, its variables, nothing to change.
+    run = run_playbook(
+        [{"ansible.builtin.import_playbook": str(CONVERGE)}], args=("--check", "--diff", "--limit", instance)
+    )
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.recap(instance).get("changed") == 0, run.output[-3000:]
 
 
 def controller_cas() -> list[Path]:

@@ -6,6 +6,8 @@ import pytest
 
 from baseline_testlib import assert_refused_before_any_change, instance_name, run_playbook
 
+testinfra_hosts = ["ansible://celery-trixie"]
+
 POOL = {"name": "default", "queues": ["default"]}
 
 

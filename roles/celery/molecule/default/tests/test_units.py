@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from baseline_testlib import wait_for
+from baseline_testlib import instance_name, wait_for
 from conftest import UNITS, last_heartbeat, main_pid, result_of, runs_of, state_of, submit
 
 DEFAULT_WORKER = "celery-worker@default.service"
@@ -28,16 +28,17 @@ def test_health_command_pings_every_pool_and_sees_beat(host):
     result = host.run("celery-health --timeout 5")
     assert result.rc == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
-    assert report["workers"]["answered"] == ["default@celery-bookworm", "priority@celery-bookworm"], report
+    name = instance_name(host)
+    assert report["workers"]["answered"] == [f"default@{name}", f"priority@{name}"], report
     assert report["beat"]["ok"], report
 
 
 def test_each_queue_is_served_by_its_pool(host):
     urgent = result_of(host, "urgent", "ping")
     report = result_of(host, "report", "weekly")
-    assert urgent["hostname"] == "priority@celery-bookworm", urgent
+    assert urgent["hostname"] == f"priority@{instance_name(host)}", urgent
     assert urgent["queue"] == "high", urgent
-    assert report["hostname"] == "priority@celery-bookworm", report
+    assert report["hostname"] == f"priority@{instance_name(host)}", report
     assert report["queue"] == "low", report
     assert result_of(host, "add", 2, 3) == 5
 

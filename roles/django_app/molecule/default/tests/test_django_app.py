@@ -18,6 +18,11 @@ def test_venv_is_built_from_the_system_python_and_imports_django_and_celery(host
     assert django_version.startswith("5.2."), out
     assert tuple(int(p) for p in celery_version.split(".")[:2]) >= (5, 5), out
     assert base_prefix == "/usr", f"the venv is not built on the system python: {out}"
+    # mod_wsgi embeds the release's python3 (3.11 on bookworm, 3.13 on trixie): the venv must match it.
+    system = host.check_output("/usr/bin/python3 -c 'import sys; print(*sys.version_info[:2], sep=\".\")'")
+    venv = host.check_output(f"{python} -c 'import sys; print(*sys.version_info[:2], sep=\".\")'")
+    assert venv == system, f"venv Python {venv}, system Python {system}"
+    assert f"/venvs/py{system}-" in host.file(f"{ROOT}/current/venv").linked_to
 
 
 def test_check_deploy_passes_on_the_host(host):

@@ -11,6 +11,9 @@ import pytest
 
 from baseline_testlib import assert_refused_before_any_change, instance_name, run_role
 
+# Debian 13, the primary release.
+testinfra_hosts = ["ansible://django-app-trixie"]
+
 ROOT = "/srv/django-app"
 APP = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parent.parent / "app"
 BROKEN_MIGRATION = """

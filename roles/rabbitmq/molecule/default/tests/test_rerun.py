@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import testinfra
 
 from baseline_testlib import assert_refused_before_any_change, run_playbook
 from conftest import ctl_json
@@ -26,9 +27,45 @@ def test_a_node_that_was_reset_rejoins_on_the_next_run(host):
     assert running == ["rabbit@rabbit-bw-1", "rabbit@rabbit-bw-2", "rabbit@rabbit-bw-3"]
 
 
+def test_a_policy_set_by_hand_is_removed_on_the_next_run():
+    # At the role's priority and matching every queue: RabbitMQ would apply one of the two.
+    node = testinfra.get_host("docker://rabbit-tx-1")
+    node.run_expect(
+        [0], "rabbitmqctl set_policy -p app --priority 0 --apply-to queues stray '.*' '{\"max-length\": 1}'"
+    )
+    run = converge("rabbitmq_trixie")
+    assert run.returncode == 0, run.output[-4000:]
+    names = sorted(policy["name"] for policy in ctl_json(node, "list_policies", "-p", "app"))
+    assert names == ["dead-letter-queue", "quorum-defaults"], names
+
+
+# The scenario's own policies (molecule.yml), and one more that matches the Celery queues.
+POLICIES = [
+    {
+        "name": "quorum-defaults",
+        "pattern": "^(?!dead-letters$).*",
+        "apply_to": "quorum_queues",
+        "priority": 0,
+        "definition": {"delivery-limit": 3, "dead-letter-exchange": "dlx"},
+    },
+    {
+        "name": "dead-letter-queue",
+        "pattern": "^dead-letters$",
+        "apply_to": "quorum_queues",
+        "priority": 10,
+        "definition": {"max-length": 100000, "overflow": "drop-head"},
+    },
+]
+LIMITS = {"name": "limits", "pattern": "^(default|low)$", "apply_to": "queues", "definition": {"max-length": 50000}}
+
+
 @pytest.mark.parametrize(
     ("limit", "variable", "value"),
     [
+        # Same priority as quorum-defaults: which one RabbitMQ applies is left to chance.
+        ("rabbitmq_trixie", "rabbitmq_policies", [*POLICIES, {**LIMITS, "priority": 0}]),
+        # Higher priority: it replaces quorum-defaults and takes dead-lettering away.
+        ("rabbitmq_trixie", "rabbitmq_policies", [*POLICIES, {**LIMITS, "priority": 5}]),
         ("rabbitmq_pair", "rabbitmq_cluster_group", "rabbitmq_pair"),
         ("rabbitmq_trixie", "rabbitmq_policies", [{"name": "ha", "pattern": ".*", "definition": {"ha-mode": "all"}}]),
         ("rabbitmq_bookworm", "rabbitmq_erlang_cookie", ""),

@@ -1,4 +1,4 @@
-"""Behaviour of the hardened Redis on the converged instances."""
+"""Behaviour of the hardened server (Redis or Valkey) on the converged instances."""
 
 from __future__ import annotations
 
@@ -11,6 +11,24 @@ DANGEROUS = ["FLUSHALL", "FLUSHDB", "CONFIG GET maxmemory", "DEBUG SLEEP 0", "KE
 # DEBUG is also off server-wide (enable-debug-command no), which answers before the ACL
 # check: ACL DRYRUN shows what the app user's own permissions say.
 SERVER_WIDE_OFF = ("DEBUG",)
+
+
+# What each release ships: the server's name and major version in INFO.
+EXPECTED = {
+    ("redis", "bookworm"): ("redis", "7."),
+    ("redis", "trixie"): ("redis", "8."),
+    ("valkey", "trixie"): ("valkey", "8."),
+}
+
+
+def test_the_chosen_server_and_release_run(host, redis, server):
+    info = dict(line.split(":", 1) for line in redis("INFO", "server", user=ADMIN).splitlines() if ":" in line)
+    name = info.get("server_name", "redis")
+    version = info.get("valkey_version") or info["redis_version"]
+    assert (name, version[:2]) == EXPECTED[(server.flavor, host.system_info.codename)], info
+    if server.flavor == "valkey":
+        # Valkey alone can keep keys and values out of its log.
+        assert redis("CONFIG", "GET", "hide-user-data-from-log", user=ADMIN).splitlines()[1] == "yes"
 
 
 def test_unauthenticated_client_is_refused(redis):
@@ -73,9 +91,9 @@ def test_listens_only_on_loopback_and_the_named_address(host):
     assert addresses <= {"127.0.0.1", "[::1]", own}, f"Redis listens on {addresses}"
 
 
-def test_bound_address_answers_and_requires_authentication(host):
+def test_bound_address_answers_and_requires_authentication(host, server):
     own = host.check_output("hostname -I").split()[0]
-    answer = host.run(f"redis-cli -h {own} PING")
+    answer = host.run(f"{server.cli} -h {own} PING")
     assert "NOAUTH" in answer.stdout + answer.stderr
 
 
@@ -85,9 +103,9 @@ def test_aof_is_on_with_the_rdb_preamble(redis):
     assert redis("CONFIG", "GET", "save", user=ADMIN).splitlines()[1] == "3600 1 300 100 60 10000"
 
 
-def test_aof_files_exist_and_grow_on_writes(host, redis):
-    incr = host.check_output("ls /var/lib/redis/appendonlydir/ | grep 'incr.aof$'")
-    path = f"/var/lib/redis/appendonlydir/{incr}"
+def test_aof_files_exist_and_grow_on_writes(host, redis, server):
+    incr = host.check_output(f"ls {server.data_dir}/appendonlydir/ | grep 'incr.aof$'")
+    path = f"{server.data_dir}/appendonlydir/{incr}"
     before = host.file(path).size
     for i in range(50):
         redis("SET", f"app:grow:{i}", "x" * 100, user=APP)
@@ -109,28 +127,29 @@ def test_data_written_a_second_before_kill_9_survives(host, redis):
             break
         time.sleep(0.5)
     else:
-        raise AssertionError("systemd did not restart redis-server within 30 s")
+        raise AssertionError(f"systemd did not restart {redis.server.service} within 30 s")
     assert redis("GET", key, user=APP) == "durable"
 
 
-def test_unit_scores_ok_in_systemd_analyze_security(host):
-    output = host.check_output("systemd-analyze security --no-pager redis-server.service")
-    score = float(re.search(r"Overall exposure level for redis-server.service: ([0-9.]+)", output).group(1))
+def test_unit_scores_ok_in_systemd_analyze_security(host, server):
+    output = host.check_output(f"systemd-analyze security --no-pager {server.service}.service")
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", output).group(1))
     assert score <= 4.9, output[-2000:]
 
 
-def test_acl_file_holds_hashes_not_passwords(host):
-    acl = host.file("/etc/redis/users.acl")
+def test_acl_file_holds_hashes_not_passwords(host, server):
+    acl = host.file(f"{server.conf_dir}/users.acl")
     assert acl.mode == 0o640
-    assert acl.group == "redis"
+    assert acl.group == server.flavor
     assert ADMIN[1] not in acl.content_string
     assert APP[1] not in acl.content_string
     assert re.search(r"^user app on #[0-9a-f]{64} ", acl.content_string, re.MULTILINE)
     assert re.search(r"^user default off ", acl.content_string, re.MULTILINE)
 
 
-def test_configuration_is_read_only_to_redis(host):
-    assert host.file("/etc/redis/redis.conf").mode == 0o640
-    assert host.file("/etc/redis/redis.conf").user == "root"
-    property_ = host.check_output("systemctl show -p ReadOnlyPaths --value redis-server")
-    assert "/etc/redis" in property_
+def test_configuration_is_read_only_to_the_server(host, server):
+    conf = host.file(f"{server.conf_dir}/{server.flavor}.conf")
+    assert conf.mode == 0o640
+    assert conf.user == "root"
+    property_ = host.check_output(f"systemctl show -p ReadOnlyPaths --value {server.service}")
+    assert server.conf_dir in property_, property_
