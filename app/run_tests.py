@@ -9,8 +9,9 @@ Standard library only, runnable from any directory as ``python app/run_tests.py 
 2. starts ``redis-server`` on a free 127.0.0.1 port (apt-installs Debian's package when the
    binary is missing and we are root) with the production ACL: the app's user may touch only
    ``~cache:* ~session:* ~celery:* ~app:*`` and the channels ``&celery:*``;
-3. runs pytest (REDIS_URL = that user) and ``manage.py check --deploy --fail-level WARNING``
-   with production settings and strong dummy secrets;
+3. runs pytest (REDIS_URL = that user; SQLite for the database), ``makemigrations --check``
+   (no model change without its migration), and ``manage.py check --deploy --fail-level
+   WARNING`` with production settings (PostgreSQL named, not reached) and strong dummy secrets;
 4. stops Redis and exits non-zero if any step failed.
 """
 
@@ -256,7 +257,8 @@ def deploy_check_env(workdir: Path) -> dict[str, str]:
         "APP_API_TOKEN": secrets.token_urlsafe(32),
         "CELERY_BROKER_URL": "amqp://app:pw@rabbit1:5672/app;amqp://app:pw@rabbit2:5672/app",
         "REDIS_URL": "redis://app:pw@redis.example.test:6379",
-        "DJANGO_SQLITE_PATH": str(workdir / "db.sqlite3"),
+        # check --deploy does not connect: the URL only has to name PostgreSQL, as production must.
+        "DATABASE_URL": "postgresql://app:pw@db1.example.test:5432/app?sslmode=verify-full",
         "DJANGO_STATIC_ROOT": str(workdir / "static"),
         "DJANGO_MEDIA_ROOT": str(workdir / "media"),
     }
@@ -284,6 +286,15 @@ def main() -> int:
             "REDIS_ADMIN_URL": server.url(REDIS_ADMIN_USER, server.admin_password),
         }
         steps.append(run_step("pytest", [str(venv_python), "-m", "pytest", *pytest_args], env, PYTEST_TIMEOUT_SECONDS))
+        # A model change without its migration would deploy a schema the code does not match.
+        steps.append(
+            run_step(
+                "makemigrations --check",
+                [str(venv_python), "manage.py", "makemigrations", "--check", "--dry-run"],
+                env,
+                timeout=120,
+            )
+        )
     with tempfile.TemporaryDirectory(prefix="app-tests-deploy-") as workdir:
         steps.append(
             run_step(

@@ -77,6 +77,9 @@ def versions() -> dict[str, str]:
         "RabbitMQ": pkg("lab-rabbit1", "rabbitmq-server"),
         "Erlang": pkg("lab-rabbit1", "erlang-base"),
         "Redis": pkg("lab-redis", "redis-server"),
+        "PostgreSQL": in_container(
+            "lab-pg1", "runuser", "-u", "postgres", "--", "psql", "-AtXc", "SHOW server_version"
+        ).split()[0],
         "Django": python[0],
         "Celery": python[1],
         "kombu": python[2],

@@ -35,13 +35,18 @@ def machine() -> str:
     return f"{cpus} cores, {memory} GiB, Linux {platform.release()}, Docker {docker}"
 
 
+def lab_containers() -> int:
+    return sum(1 for name in sh("docker", "ps", "--format", "{{.Names}}").split() if name.startswith("lab-"))
+
+
 def render(results: dict) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmark results",
         "",
         f"Measured by `make bench` (`python -m bench`) on the local lab (`make lab`), {now}, in "
-        f"{results['seconds']} s. Machine: {machine()}; the lab's six containers, the load tools and "
+        f"{results['seconds']} s. Machine: {machine()}; the lab's {lab_containers()} containers, the load tools "
+        "and "
         "the controller share it. Every figure is compared with another taken in the same run.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
@@ -122,6 +127,37 @@ def render(results: dict) -> str:
             "",
             f"warm/cold = **{w_c}** (target ≤ 0.25: {verdict(w_c <= 0.25)}); warm/defaults = **{w_d}** "
             f"(target ≤ 0.5: {verdict(w_d <= 0.5)}).",
+            "",
+        ]
+    if "database" in results:
+        b = results["database"]
+        r_conn = ratio(b["persistent"]["rps"], b["per_request"]["rps"])
+        lines += [
+            "## 4. Database connections (a view that reads one row)",
+            "",
+            f"Load: {b['tool']}. Deployed daemon: `{b['deployed_daemon']}`; the app's PostgreSQL role's "
+            "connections on the primary sampled every second.",
+            "",
+            *table(
+                ["Django setting", "requests/s", "p50 ms", "p99 ms", "non-2xx", "connections held (peak)"],
+                [
+                    [
+                        label,
+                        f"{b[key]['rps']:.0f}",
+                        b[key]["p50_ms"],
+                        b[key]["p99_ms"],
+                        b[key]["non_2xx"],
+                        b[key]["connections_peak"],
+                    ]
+                    for label, key in (
+                        ("`CONN_MAX_AGE` 60 with health checks (as deployed)", "persistent"),
+                        ("`CONN_MAX_AGE` 0: a new TLS + SCRAM connection per request", "per_request"),
+                    )
+                ],
+            ),
+            "",
+            f"persistent/per-request = **{r_conn}**. No target: this figure chose the design (see the "
+            "postgresql role's README, connection budget).",
             "",
         ]
     lines += ["## Targets", "", "| target | ratio | |", "|---|---|---|"]

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 
 from .lab import SITE, in_container, playbook, sh
 
@@ -33,7 +34,11 @@ def ensure_wrk() -> str:
 def wrk(url: str) -> dict[str, float]:
     binary = ensure_wrk()
     sh(binary, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{WARMUP}", url)
-    out = sh(binary, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency", url)
+    return wrk_output(sh(binary, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency", url))
+
+
+def wrk_output(out: str) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) and non-2xx responses from wrk --latency's output."""
     figures = {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))}
     for percentile in ("50", "99"):
         value, unit = re.search(rf"^\s+{percentile}%\s+([0-9.]+)(us|ms|s)", out, re.MULTILINE).groups()
@@ -54,19 +59,27 @@ def run() -> dict:
     print("[bench] web: (b) a static file from the same Apache", flush=True)
     static = wrk(static_url())
     print("[bench] web: (c) /livez with the naive setup (1 daemon process, 15 threads)", flush=True)
-    playbook("playbooks/web.yml", "-e", json.dumps({"apache_wsgi_processes": 1, "apache_wsgi_threads": 15}))
-    try:
-        naive = wrk(f"{SITE}/livez")
-    finally:
-        playbook("playbooks/web.yml")
-    processes = in_container(
-        "lab-web", "sh", "-c", "grep -o 'processes=[0-9]* threads=[0-9]*' /etc/apache2/sites-available/django-app.conf"
-    ).strip()
+    naive = with_web_vars({"apache_wsgi_processes": 1, "apache_wsgi_threads": 15}, lambda: wrk(f"{SITE}/livez"))
     return {
         "tool": f"wrk (Debian), {THREADS} threads, {CONNECTIONS} keep-alive connections, "
         f"{DURATION} after a {WARMUP} warm-up",
         "deployed": deployed,
         "static": static,
         "naive": naive,
-        "deployed_daemon": processes,
+        "deployed_daemon": deployed_daemon(),
     }
+
+
+def with_web_vars(extra_vars: dict, measure: Callable[[], dict]) -> dict:
+    """Re-deploy the web tier with ``extra_vars``, measure, then deploy it back as it was."""
+    playbook("playbooks/web.yml", "-e", json.dumps(extra_vars))
+    try:
+        return measure()
+    finally:
+        playbook("playbooks/web.yml")
+
+
+def deployed_daemon() -> str:
+    return in_container(
+        "lab-web", "sh", "-c", "grep -o 'processes=[0-9]* threads=[0-9]*' /etc/apache2/sites-available/django-app.conf"
+    ).strip()

@@ -181,6 +181,8 @@ The lab is up on Debian {suite} ({time.monotonic() - started:.0f} s).
   admin         {URL}/admin/  user: admin  password: {admin_password}
   CA            {ca}   (curl --cacert {ca.relative_to(ROOT)} {URL}/healthz)
   API token     {SECRETS / "django_api_token"}
+  database      docker exec -it lab-pg1 runuser -u postgres -- psql app   (primary; lab-pg2 streams from it)
+  backups       docker exec lab-backup runuser -u postgres -- pgbackrest --stanza=main info
   re-deploy     make lab        remove: make lab-down
 """,
         flush=True,
@@ -188,7 +190,13 @@ The lab is up on Debian {suite} ({time.monotonic() - started:.0f} s).
     print(f"Health ({URL}/healthz): HTTP {status}")
     for name, check in sorted(body.get("checks", {}).items()):
         detail = {k: v for k, v in check.items() if k not in {"ok"}}
-        print(f"  {'ok  ' if check.get('ok') else 'FAIL'} {name:9} {json.dumps(detail)[:110]}")
+        if name == "database":
+            # The replicas' lag is what ops look for: keep it inside the line's width.
+            detail["replicas"] = [
+                f"{r['name']} {r['state']} {r['sync']} lag {r['lag_bytes']} B {r['replay_lag_seconds']} s"
+                for r in detail.get("replicas", [])
+            ]
+        print(f"  {'ok  ' if check.get('ok') else 'FAIL'} {name:9} {json.dumps(detail)[:160]}")
     if status != 200:
         say(f"ERROR: /healthz answered {status}: {body.get('error', '')}")
         return 1

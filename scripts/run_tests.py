@@ -45,7 +45,7 @@ BASE_CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 SCENARIO_TIMEOUT = int(os.environ.get("SCENARIO_TIMEOUT", "1800"))
 DURATIONS = ROOT / ".cache" / "durations.json"
 # Lines the verifiers print with their measurements, collected under "figures" at the end.
-FIGURE = re.compile(r"\[(fault \d|failover \w+|stack|celery|acme)\][^\n]*")
+FIGURE = re.compile(r"\[(fault \d|(?:failover|switchover|restore) \w+|stack|celery|acme|django_app)\][^\n]*")
 _print_lock = threading.Lock()
 
 

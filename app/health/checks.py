@@ -45,11 +45,44 @@ def _timed(check: Check) -> dict[str, Any]:
     return result
 
 
+# The replicas as the primary sees them: who streams, how far behind (bytes of WAL not yet
+# replayed, and the time the last replay took to catch up). Needs pg_read_all_stats.
+_REPLICAS = """
+SELECT application_name, state, sync_state,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+       extract(epoch FROM replay_lag)::float
+FROM pg_stat_replication ORDER BY application_name
+"""
+
+
 def check_database() -> dict[str, Any]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
-    return {"ok": True, "vendor": connection.vendor}
+        if connection.vendor != "postgresql":
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            return {"ok": True, "vendor": connection.vendor}
+        cursor.execute("SELECT pg_is_in_recovery()")
+        (in_recovery,) = cursor.fetchone()
+        result: dict[str, Any] = {
+            "ok": not in_recovery,
+            "vendor": "postgresql",
+            "server": connection.settings_dict["HOST"],
+        }
+        if in_recovery:
+            result["error"] = "connected to a replica (read-only): DATABASE_URL must name the primary"
+            return result
+        cursor.execute(_REPLICAS)
+        result["replicas"] = [
+            {
+                "name": name,
+                "state": state,
+                "sync": sync,
+                "lag_bytes": lag_bytes,
+                "replay_lag_seconds": lag_seconds or 0.0,
+            }
+            for name, state, sync, lag_bytes, lag_seconds in cursor.fetchall()
+        ]
+    return result
 
 
 def check_cache() -> dict[str, Any]:

@@ -1,23 +1,25 @@
 """One definition of the job kinds the UI and the JSON API accept: strict validation, then dispatch.
 
 Both front doors go through ``parse_job`` so a request the API refuses cannot sneak in through the
-form, and through ``submit`` so both send exactly the same tasks.
+form, and through ``submit`` so both record and send exactly the same jobs: a row in PostgreSQL,
+and its task, sent once the row is committed (so a worker always finds the row it updates).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from celery import states
 from celery.result import AsyncResult
-from config.celery import app as celery_app
+from django.db import transaction
+from django.utils import timezone
 
 from . import tasks
+from .models import Job
 from .workflows import sum_of_squares
 
 MAX_ABS_OPERAND = 10**12
@@ -25,7 +27,6 @@ MAX_SLEEP_SECONDS = 120
 MAX_FAIL_TIMES = 5
 MAX_CHORD_SIZE = 100
 MAX_TEXT_LENGTH = 200
-MAX_ERROR_LENGTH = 300
 UI_RUN_ID = "ui"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -112,18 +113,22 @@ def _report_args(args: Sequence[object]) -> tuple[Any, ...]:
     return (_text(args[0], "name"),)
 
 
-def _send_chord(n: int) -> AsyncResult:
-    # The chord's result is its body's: polling it shows the final sum.
-    return sum_of_squares(n).apply_async()
+def _send_chord(n: int, task_id: str) -> AsyncResult:
+    # The chord's body gets the job's id: its outcome is the job's (the final sum).
+    return sum_of_squares(n).apply_async(task_id=task_id)
+
+
+def _sender(task: Any) -> Callable[..., AsyncResult]:
+    return lambda *args, task_id: task.apply_async(args=args, task_id=task_id)
 
 
 _KINDS: dict[str, tuple[Callable[[Sequence[object]], tuple[Any, ...]], Callable[..., AsyncResult]]] = {
-    "add": (_add_args, tasks.add.delay),
-    "sleep": (_sleep_args, tasks.sleep.delay),
-    "flaky": (_flaky_args, tasks.flaky.delay),
+    "add": (_add_args, _sender(tasks.add)),
+    "sleep": (_sleep_args, _sender(tasks.sleep)),
+    "flaky": (_flaky_args, _sender(tasks.flaky)),
     "chord": (_chord_args, _send_chord),
-    "urgent": (_urgent_args, tasks.urgent.delay),
-    "report": (_report_args, tasks.report.delay),
+    "urgent": (_urgent_args, _sender(tasks.urgent)),
+    "report": (_report_args, _sender(tasks.report)),
 }
 KINDS = tuple(_KINDS)
 
@@ -149,31 +154,35 @@ def parse_payload(payload: object) -> JobSpec:
     return parse_job(payload["kind"], payload["args"])
 
 
-def submit(spec: JobSpec) -> AsyncResult:
+def _dispatch(spec: JobSpec, job_id: str) -> None:
     _, send = _KINDS[spec.kind]
-    return send(*spec.args)
+    send(*spec.args, task_id=job_id)
 
 
-def _json_safe(value: object) -> object:
+def submit(spec: JobSpec, submitted_by: str) -> Job:
+    """Record the job and send its task once the row is committed.
+
+    A broker that refuses the task (down, no confirm) leaves the row NOT_QUEUED and raises, so
+    the caller answers 503; a database that is down raises before anything is sent.
+    """
+    job = Job(kind=spec.kind, args=list(spec.args), submitted_by=submitted_by)
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
+        with transaction.atomic():
+            job.save()
+            transaction.on_commit(partial(_dispatch, spec, str(job.id)))
+    except Exception as error:
+        if job._state.adding:
+            raise
+        Job.objects.filter(id=job.id).update(
+            state=Job.State.NOT_QUEUED,
+            error=f"not queued: {type(error).__name__}"[: Job._meta.get_field("error").max_length],
+            finished_at=timezone.now(),
+        )
+        raise
+    return job
 
 
-def _short_error(error: object) -> str:
-    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    return text[:MAX_ERROR_LENGTH]
-
-
-def job_status(task_id: str) -> dict[str, Any]:
-    """The state of one job as JSON-safe data: result on success, a short error otherwise."""
-    result = AsyncResult(task_id, app=celery_app)
-    state = result.state
-    status: dict[str, Any] = {"id": task_id, "state": state, "ready": state in states.READY_STATES}
-    if state == states.SUCCESS:
-        status["result"] = _json_safe(result.result)
-    elif state in {states.FAILURE, states.RETRY, states.REVOKED}:
-        status["error"] = _short_error(result.result)
-    return status
+def job_status(task_id: str) -> dict[str, Any] | None:
+    """The job's state as its row says (the worker keeps it current); None for an unknown id."""
+    job = Job.objects.filter(id=task_id).first()
+    return job.as_status() if job else None

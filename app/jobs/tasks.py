@@ -1,32 +1,32 @@
 """The tasks; other components (benchmarks, fault tests, beat) call them by these exact names.
 
-No task touches the database: web and workers do not share one. Shared state lives in Redis under
-``app:`` (see config/redis.py), which is also how the fault tests count lost or duplicated work.
+Their effects that matter live in PostgreSQL (jobs.models): a job's row is updated by the worker
+that runs it (jobs.signals), and a charge is a row whose unique key makes it happen once. Counters
+the fault tests read (lost or duplicated work) and beat's heartbeat live in Redis under ``app:``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
 from config.redis import app_key, get_redis
-from django.conf import settings
+from django.db import OperationalError
 
-IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+from .models import Charge
+
+FLAKY_ATTEMPTS_TTL_SECONDS = 24 * 60 * 60
 RUN_COUNTER_TTL_SECONDS = 7 * 24 * 60 * 60
-_PENDING = "pending"
 
 
 class TransientError(Exception):
     """A failure worth retrying (a flaky dependency), as opposed to a bug."""
 
 
-class ChargeInProgressError(TransientError):
-    """Another execution holds the idempotency key and has not stored its result yet."""
+class ChargeConflictError(ValueError):
+    """The idempotency key was used before for another amount: a client bug, never retried."""
 
 
 def _ran_on(task: Task) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def flaky(self: Task, fail_times: int, key: str) -> int:
     """Fail ``fail_times`` times, then succeed; returns the number of attempts it took."""
     attempts_key = app_key("flaky", key)
     with get_redis().pipeline() as pipe:
-        pipe.incr(attempts_key).expire(attempts_key, IDEMPOTENCY_TTL_SECONDS).execute()
+        pipe.incr(attempts_key).expire(attempts_key, FLAKY_ATTEMPTS_TTL_SECONDS).execute()
     if self.request.retries < fail_times:
         raise TransientError(f"attempt {self.request.retries + 1} of {fail_times + 1} fails on purpose")
     return self.request.retries + 1
@@ -83,40 +83,29 @@ def report(self: Task, name: str) -> dict[str, Any]:
     return {"kind": "report", "name": name, **_ran_on(self)}
 
 
+# A database that is down for a moment (a restart, a failover) is retried; the row makes the
+# retry safe.
 @shared_task(
-    bind=True,
     name="jobs.charge",
-    autoretry_for=(ChargeInProgressError,),
+    autoretry_for=(OperationalError,),
     retry_backoff=True,
-    retry_backoff_max=10,
+    retry_backoff_max=30,
     max_retries=10,
 )
-def charge(self: Task, idempotency_key: str, amount: int) -> dict[str, Any]:
+def charge(idempotency_key: str, amount: int) -> dict[str, Any]:
     """Charge once per idempotency key, however often the message is delivered.
 
-    The key is claimed with SET NX before the work and then holds the JSON result for a day, so
-    a redelivery (acks_late, worker lost) or a client retry returns the first result. A claim
-    whose worker died expires after the task's hard time limit, letting a redelivery finish it.
+    The charge is a row under a unique key, written in one transaction: a second delivery (a
+    redelivery after a lost worker, a client's retry) finds the row and returns the first result;
+    a delivery that died before its commit left nothing, so the next one charges. Nothing is
+    claimed ahead, so nothing can outlive the retries and fail the redelivery.
     """
-    client = get_redis()
-    result_key = app_key("idem", idempotency_key)
-    claim_ttl = int(settings.CELERY_TASK_TIME_LIMIT) + 30
-    if not client.set(result_key, _PENDING, nx=True, ex=claim_ttl):
-        stored = client.get(result_key)
-        if stored is None or stored == _PENDING:
-            raise ChargeInProgressError(f"charge {idempotency_key} is being processed")
-        return json.loads(stored)
-    executions_key = app_key("idem-executions", idempotency_key)
-    with client.pipeline() as pipe:
-        pipe.incr(executions_key).expire(executions_key, IDEMPOTENCY_TTL_SECONDS).execute()
-    result = {
-        "idempotency_key": idempotency_key,
-        "amount": amount,
-        "charge_id": str(uuid.uuid4()),
-        "charged_at": datetime.now(UTC).isoformat(),
-    }
-    client.set(result_key, json.dumps(result), ex=IDEMPOTENCY_TTL_SECONDS)
-    return result
+    charged, _ = Charge.objects.get_or_create(idempotency_key=idempotency_key, defaults={"amount": amount})
+    if charged.amount != amount:
+        raise ChargeConflictError(
+            f"idempotency key {idempotency_key} was charged {charged.amount}, not {amount}: use a new key"
+        )
+    return charged.as_result()
 
 
 @shared_task(name="jobs.send_notification", rate_limit="30/m")

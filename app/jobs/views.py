@@ -25,7 +25,8 @@ from .submit import JobSpec, JobValidationError, job_status, parse_payload, subm
 SESSION_JOBS = "jobs"
 SESSION_COUNTER = "counter"
 SESSION_JOBS_KEPT = 20
-# What a broken broker or result backend raises once its own retries are spent.
+# What a broken broker raises once its own retries are spent (a database that is down is
+# answered by config.middleware.DatabaseUnavailableMiddleware).
 UNAVAILABLE_ERRORS = (OperationalError, RedisError, CeleryError, ConnectionError, TimeoutError)
 
 View = Callable[..., HttpResponse]
@@ -55,18 +56,18 @@ def bearer_token_required(view: View) -> View:
     return csrf_exempt(wrapped)
 
 
-def _send(spec: JobSpec) -> str | JsonResponse:
+def _send(spec: JobSpec, submitted_by: str) -> str | JsonResponse:
     try:
-        return submit(spec).id
+        return str(submit(spec, submitted_by).id)
     except UNAVAILABLE_ERRORS as error:
-        return _error(503, f"the job could not be queued (broker or result backend down): {type(error).__name__}")
+        return _error(503, f"the job could not be queued (broker down): {type(error).__name__}")
 
 
-def _status_or_503(task_id: str) -> JsonResponse:
-    try:
-        return JsonResponse(job_status(task_id))
-    except UNAVAILABLE_ERRORS as error:
-        return _error(503, f"the result backend is unavailable: {type(error).__name__}")
+def _status(task_id: str) -> JsonResponse:
+    status = job_status(task_id)
+    if status is None:
+        return _error(404, "no such job")
+    return JsonResponse(status)
 
 
 def _session_jobs(request: HttpRequest) -> list[dict[str, str]]:
@@ -87,7 +88,7 @@ def index(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = JobForm(request.POST)
         if form.is_valid():
-            sent = _send(form.spec)
+            sent = _send(form.spec, "ui")
             if not isinstance(sent, JsonResponse):
                 job = {
                     "id": sent,
@@ -108,10 +109,7 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     job = _own_job(request, task_id)
-    try:
-        status = job_status(task_id)
-    except UNAVAILABLE_ERRORS:
-        status = {"id": task_id, "state": "UNKNOWN", "ready": False, "error": "the result backend is unavailable"}
+    status = job_status(task_id) or {"id": task_id, "state": "UNKNOWN", "ready": False}
     context = {
         "job": job,
         "status": status,
@@ -125,7 +123,7 @@ def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
 @require_GET
 def job_status_json(request: HttpRequest, task_id: str) -> JsonResponse:
     _own_job(request, task_id)
-    return _status_or_503(task_id)
+    return _status(task_id)
 
 
 @bearer_token_required
@@ -139,7 +137,7 @@ def api_jobs(request: HttpRequest) -> JsonResponse:
         spec = parse_payload(payload)
     except JobValidationError as error:
         return _error(400, str(error))
-    sent = _send(spec)
+    sent = _send(spec, "api")
     if isinstance(sent, JsonResponse):
         return sent
     url = request.build_absolute_uri(reverse("api-job", kwargs={"task_id": sent}))
@@ -151,7 +149,7 @@ def api_jobs(request: HttpRequest) -> JsonResponse:
 @bearer_token_required
 @require_GET
 def api_job(request: HttpRequest, task_id: str) -> JsonResponse:
-    return _status_or_503(task_id)
+    return _status(task_id)
 
 
 @require_GET

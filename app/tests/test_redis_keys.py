@@ -117,8 +117,6 @@ def test_every_channel_the_app_uses_matches_the_acl_channel_patterns(recorded):
     [
         (0, "celery:celery-task-meta-*"),
         (0, "celery:celery-taskset-meta-*.j"),
-        (0, "app:idem:*"),
-        (0, "app:idem-executions:*"),
         (0, "app:beat:last"),
         (0, "app:flaky:*"),
         (0, "app:runs:*"),
@@ -130,6 +128,12 @@ def test_every_channel_the_app_uses_matches_the_acl_channel_patterns(recorded):
 def test_each_writer_uses_its_database_and_prefix(recorded, db: int, pattern: str):
     keys, _ = recorded
     assert any(key_db == db and fnmatchcase(key, pattern) for key_db, key in keys)
+
+
+def test_charges_write_no_idempotency_keys_in_redis(recorded):
+    # A charge is a row under its idempotency key (jobs.models.Charge): no claim or counter in Redis.
+    keys, _ = recorded
+    assert sorted(key for _, key in keys if fnmatchcase(key, "app:idem*")) == []
 
 
 def test_the_acl_refuses_keys_outside_the_app_prefixes(app_redis: redis.Redis):

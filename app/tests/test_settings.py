@@ -18,6 +18,8 @@ from django.core.management import call_command
 
 APP_DIR = Path(__file__).resolve().parent.parent
 STRONG_KEY = secrets.token_urlsafe(64)
+POSTGRESQL_URL = "postgresql://app:pw@db1.example.test:5432/app?sslmode=verify-full"
+NOT_POSTGRESQL = "DATABASE_URL must name PostgreSQL in production"
 
 
 def _production_env(**overrides: str | None) -> dict[str, str]:
@@ -29,6 +31,8 @@ def _production_env(**overrides: str | None) -> dict[str, str]:
         APP_API_TOKEN=secrets.token_urlsafe(32),
         REDIS_URL="redis://app:pw@redis.example.test:6379",
         CELERY_BROKER_URL="amqp://app:pw@rabbit1:5672/app;amqp://app:pw@rabbit2:5672/app",
+        # What the deploy role sets; production refuses to start without PostgreSQL.
+        DATABASE_URL=POSTGRESQL_URL,
     )
     for key, value in overrides.items():
         if value is None:
@@ -127,7 +131,8 @@ def test_production_settings_are_hardened_and_use_the_redis_layout():
     assert values["CACHES"]["sessions"]["LOCATION"] == "redis://app:pw@redis.example.test:6379/2"
     assert values["CACHES"]["sessions"]["KEY_PREFIX"] == "session"
     assert values["CELERY_BROKER_URL"].count(";") == 1
-    assert values["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert values["DATABASES"]["default"]["ENGINE"] == "django.db.backends.postgresql"
+    assert values["DATABASES"]["default"]["OPTIONS"] == {"sslmode": "verify-full", "connect_timeout": 3}
 
 
 def test_database_url_selects_postgresql_with_a_connect_timeout():
@@ -138,6 +143,55 @@ def test_database_url_selects_postgresql_with_a_connect_timeout():
     assert database["NAME"] == "app"
     assert database["CONN_MAX_AGE"] == 60
     assert database["OPTIONS"]["connect_timeout"] == 3
+
+
+def test_database_conn_max_age_is_read_from_the_environment():
+    values = _production_settings(DATABASE_URL="postgres://app:pw@db.example.test:5432/app", DATABASE_CONN_MAX_AGE="0")
+    assert values["DATABASES"]["default"]["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [None, "sqlite:////var/lib/app/db.sqlite3"],
+    ids=["unset-so-sqlite", "sqlite-url"],
+)
+def test_production_settings_refuse_a_database_other_than_postgresql(database_url: str | None):
+    result = _run(["manage.py", "check"], _production_env(DATABASE_URL=database_url))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert NOT_POSTGRESQL in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_production_settings_accept_a_postgresql_database_url(scheme: str):
+    result = _run(["manage.py", "check"], _production_env(DATABASE_URL=f"{scheme}://app:pw@db1.example.test:5432/app"))
+    assert result.returncode == 0, result.stderr
+    assert NOT_POSTGRESQL not in result.stderr
+
+
+def test_database_owner_url_wins_over_database_url():
+    values = _production_settings(
+        DATABASE_OWNER_URL="postgresql://app_owner:owner-pw@db1.example.test:5432/app?sslmode=verify-full",
+        DATABASE_URL="postgresql://app:app-pw@db2.example.test:5432/app_runtime",
+    )
+    database = values["DATABASES"]["default"]
+    assert (database["USER"], database["PASSWORD"]) == ("app_owner", "owner-pw")
+    assert (database["HOST"], database["NAME"]) == ("db1.example.test", "app")
+
+
+def test_database_url_password_with_reserved_characters_is_decoded_exactly():
+    # The deploy percent-encodes the password: %2F = "/", %40 = "@", %3A = ":", %25 = "%".
+    values = _production_settings(
+        DATABASE_URL="postgresql://app:a%2Fb%40c%3Ad%25e%2541@db1.example.test:5432/app?sslmode=verify-full"
+    )
+    database = values["DATABASES"]["default"]
+    assert database["PASSWORD"] == "a/b@c:d%e%41"  # noqa: S105 - a dummy, never used to connect
+    assert (database["USER"], database["HOST"], database["PORT"], database["NAME"]) == (
+        "app",
+        "db1.example.test",
+        5432,
+        "app",
+    )
 
 
 def test_collectstatic_writes_hashed_names_for_apache_to_cache(settings, tmp_path: Path):

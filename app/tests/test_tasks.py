@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
 from celery import states
 from celery.result import AsyncResult
+from celery.signals import task_retry
+from celery.worker import WorkController
 from config.celery import app as celery_app
 from config.redis import app_key
+from django.db import IntegrityError, connection, connections
 from django.test import Client
 from jobs import tasks, workflows
+from jobs.models import Charge
 
-from tests.conftest import RESULT_TIMEOUT
+from tests.conftest import RESULT_TIMEOUT, wait_for_job
 
-pytestmark = pytest.mark.usefixtures("celery_worker")
+# Every task the worker runs goes through the job-row signal handlers: each test gets committed
+# rows the worker's connection can see, and a flushed database after.
+pytestmark = [pytest.mark.usefixtures("celery_worker"), pytest.mark.django_db(transaction=True)]
 
 
 def test_add_returns_the_sum():
@@ -81,22 +90,83 @@ def test_report_runs_from_the_low_queue():
     assert outcome == {"kind": "report", "name": "monthly", "hostname": outcome["hostname"], "queue": "low"}
 
 
-def test_charge_runs_once_for_two_calls_with_the_same_key(app_redis: redis.Redis):
+def test_two_deliveries_of_one_charge_key_make_one_row_and_return_the_same_result():
     key = uuid.uuid4().hex
     first = tasks.charge.delay(key, 1250).get(timeout=RESULT_TIMEOUT)
     second = tasks.charge.delay(key, 1250).get(timeout=RESULT_TIMEOUT)
     assert first == second
+    assert first["idempotency_key"] == key
     assert first["amount"] == 1250
-    assert app_redis.get(app_key("idem-executions", key)) == "1"
-    assert 0 < app_redis.ttl(app_key("idem", key)) <= tasks.IDEMPOTENCY_TTL_SECONDS
+    charge = Charge.objects.get(idempotency_key=key)
+    assert (str(charge.charge_id), charge.amount) == (first["charge_id"], 1250)
 
 
-def test_charge_waits_for_a_charge_in_progress_instead_of_charging_again(app_redis: redis.Redis):
+def test_a_charge_key_reused_with_another_amount_fails_with_a_conflict_and_is_not_retried():
     key = uuid.uuid4().hex
-    app_redis.set(app_key("idem", key), "pending", ex=60)
-    result = tasks.charge.apply(args=(key, 500))
-    assert isinstance(result.result, tasks.ChargeInProgressError)
-    assert app_redis.get(app_key("idem-executions", key)) is None
+    charged = tasks.charge.delay(key, 500).get(timeout=RESULT_TIMEOUT)
+    retried: list[str] = []
+
+    def record_retry(request: Any, **_: Any) -> None:
+        retried.append(request.id)
+
+    task_retry.connect(record_retry, weak=False)
+    try:
+        conflicting = tasks.charge.delay(key, 900)
+        with pytest.raises(tasks.ChargeConflictError, match="was charged 500, not 900"):
+            conflicting.get(timeout=RESULT_TIMEOUT)
+    finally:
+        task_retry.disconnect(record_retry)
+    assert conflicting.state == states.FAILURE
+    assert retried == []
+    assert [charge.as_result() for charge in Charge.objects.filter(idempotency_key=key)] == [charged]
+
+
+def test_concurrent_deliveries_of_one_charge_key_make_one_row():
+    key = uuid.uuid4().hex
+    deliveries = 8
+    # Every delivery has looked the key up (and found nothing) before any of them inserts: the
+    # unique key, not the order of arrival, has to keep the charge single.
+    all_looked_up = threading.Barrier(deliveries, timeout=RESULT_TIMEOUT)
+    rejected_inserts: list[str] = []
+
+    def insert_together(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith('INSERT INTO "jobs_charge"'):
+            all_looked_up.wait()
+            try:
+                return execute(sql, params, many, context)
+            except IntegrityError as error:
+                rejected_inserts.append(str(error))
+                raise
+        return execute(sql, params, many, context)
+
+    def deliver() -> dict[str, Any]:
+        # Each thread is a worker of its own, with its own database connection.
+        try:
+            with connection.execute_wrapper(insert_together):
+                result = tasks.charge.apply(args=(key, 700))
+            assert result.state == states.SUCCESS, result.result
+            return result.result
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=deliveries) as pool:
+        results = [future.result() for future in [pool.submit(deliver) for _ in range(deliveries)]]
+    charge = Charge.objects.get(idempotency_key=key)
+    assert results == [charge.as_result()] * deliveries
+    assert len(rejected_inserts) == deliveries - 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_charge_succeeds_after_its_first_delivery_died(app_redis: redis.Redis):
+    key = uuid.uuid4().hex
+    # What a worker killed in the middle of a charge leaves behind in Redis: the idempotency
+    # claim, which outlives the task's retries.
+    app_redis.set(app_key("idem", key), "pending", ex=330)
+    redelivered = tasks.charge.apply(args=(key, 500))
+    assert redelivered.state == states.SUCCESS, redelivered.result
+    from jobs.models import Charge  # noqa: PLC0415 - the model this test asks for
+
+    assert Charge.objects.filter(idempotency_key=key).count() == 1
 
 
 def test_send_notification_is_rate_limited_to_30_per_minute():
@@ -144,12 +214,16 @@ def test_tasks_report_started_while_running():
     assert result.get(timeout=RESULT_TIMEOUT) == "t"
 
 
-def test_job_page_shows_the_finished_result_as_json():
+def test_job_page_shows_the_finished_result_as_json(celery_worker: WorkController):
     client = Client()
     response = client.post("/", {"kind": "report", "text": "weekly"})
     task_id = client.session["jobs"][0]["id"]
     AsyncResult(task_id, app=celery_app).get(timeout=RESULT_TIMEOUT)
+    assert wait_for_job(task_id).state == "SUCCESS"
     page = client.get(response["Location"]).content.decode()
     assert "SUCCESS" in page
     assert "&quot;queue&quot;: &quot;low&quot;" in page
-    assert client.get(f"/jobs/{task_id}/status/").json()["result"]["name"] == "weekly"
+    assert f'<code id="job-worker">{celery_worker.hostname}</code>' in page
+    status = client.get(f"/jobs/{task_id}/status/").json()
+    assert status["result"]["name"] == "weekly"
+    assert status["worker"] == celery_worker.hostname

@@ -14,9 +14,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
-from jobs import views
+from django.utils import timezone
+from jobs import submit as submit_module
+from jobs.models import Job
 from jobs.submit import KINDS
 from kombu.exceptions import OperationalError
+
+from tests.conftest import PublishedTask
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +46,8 @@ def test_index_refuses_a_post_without_csrf_token():
     assert response.status_code == 403
 
 
-def test_submitting_the_form_queues_the_job_and_lists_it_in_the_session():
+@pytest.mark.django_db(transaction=True)
+def test_submitting_the_form_queues_the_job_and_lists_it_in_the_session(published_tasks: list[PublishedTask]):
     client = Client(enforce_csrf_checks=True)
     client.get("/")
     token = client.cookies[settings.CSRF_COOKIE_NAME].value
@@ -50,19 +55,29 @@ def test_submitting_the_form_queues_the_job_and_lists_it_in_the_session():
     assert response.status_code == 302
     task_id = response["Location"].strip("/").split("/")[-1]
     assert TASK_ID.match(task_id)
+    job = Job.objects.get(id=task_id)
+    assert (job.kind, job.args, job.submitted_by, job.state) == ("add", [2, 3], "ui", Job.State.PENDING)
+    assert [(task.task_id, task.name, task.queue) for task in published_tasks] == [(task_id, "jobs.add", "default")]
     listing = client.get("/").content.decode()
     assert task_id in listing
     detail = client.get(response["Location"])
     assert detail.status_code == 200
     assert "PENDING" in detail.content.decode()
     status = client.get(f"/jobs/{task_id}/status/").json()
-    assert status == {"id": task_id, "state": "PENDING", "ready": False}
+    assert status["id"] == task_id
+    assert status["kind"] == "add"
+    assert status["state"] == "PENDING"
+    assert status["ready"] is False
+    assert status["worker"] == ""
+    assert status["started_at"] is None
+    assert "result" not in status
 
 
 def test_form_rejects_arguments_out_of_range_with_400():
     response = Client().post("/", {"kind": "chord", "n": 10_000})
     assert response.status_code == 400
     assert "n must be between 1 and 100" in response.content.decode()
+    assert not Job.objects.exists()
 
 
 def test_form_requires_the_fields_of_the_chosen_kind():
@@ -121,6 +136,7 @@ def test_api_returns_400_on_invalid_input(api_client: Client, payload: object):
     response = _post_job(api_client, payload)
     assert response.status_code == 400
     assert response.json()["error"]
+    assert not Job.objects.exists()
 
 
 def test_api_returns_400_on_a_body_that_is_not_json(api_client: Client):
@@ -128,19 +144,22 @@ def test_api_returns_400_on_a_body_that_is_not_json(api_client: Client):
     assert response.status_code == 400
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("kind", "args"),
+    ("kind", "args", "task_name"),
     [
-        ("add", [2, 3]),
-        ("sleep", [0]),
-        ("sleep", [0, "run-1", "token-1"]),
-        ("flaky", [0]),
-        ("chord", [3]),
-        ("urgent", ["now"]),
-        ("report", ["weekly"]),
+        ("add", [2, 3], "jobs.add"),
+        ("sleep", [0], "jobs.sleep"),
+        ("sleep", [0, "run-1", "token-1"], "jobs.sleep"),
+        ("flaky", [0], "jobs.flaky"),
+        ("chord", [3], "jobs.square"),
+        ("urgent", ["now"], "jobs.urgent"),
+        ("report", ["weekly"], "jobs.report"),
     ],
 )
-def test_api_accepts_every_kind_with_202_and_a_status_url(api_client: Client, kind: str, args: list):
+def test_api_accepts_every_kind_with_202_and_a_status_url(
+    api_client: Client, published_tasks: list[PublishedTask], kind: str, args: list, task_name: str
+):
     response = _post_job(api_client, {"kind": kind, "args": args})
     assert response.status_code == 202
     body = response.json()
@@ -148,19 +167,119 @@ def test_api_accepts_every_kind_with_202_and_a_status_url(api_client: Client, ki
     assert body["state"] == "PENDING"
     assert body["url"] == f"http://testserver/api/jobs/{body['id']}/"
     assert response["Location"] == body["url"]
-    assert api_client.get(body["url"]).json() == {"id": body["id"], "state": "PENDING", "ready": False}
+    job = Job.objects.get(id=body["id"])
+    assert (job.kind, job.submitted_by, job.state) == (kind, "api", Job.State.PENDING)
+    assert job.args[: len(args)] == args
+    # Every task went out after its row was committed; a chord sends its header, the body
+    # (which carries the job's id) follows once the header is done.
+    assert published_tasks
+    assert {task.name for task in published_tasks} == {task_name}
+    if kind != "chord":
+        assert [task.task_id for task in published_tasks] == [body["id"]]
+        assert published_tasks[0].committed_state == "PENDING"
+    status = api_client.get(body["url"]).json()
+    assert {key: status[key] for key in ("id", "kind", "state", "ready", "worker", "started_at")} == {
+        "id": body["id"],
+        "kind": kind,
+        "state": "PENDING",
+        "ready": False,
+        "worker": "",
+        "started_at": None,
+    }
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("front_door", ["api", "ui"])
+def test_the_job_row_is_committed_before_its_task_is_published(
+    api_client: Client, published_tasks: list[PublishedTask], front_door: str
+):
+    if front_door == "api":
+        response = _post_job(api_client, {"kind": "report", "args": ["monthly"]})
+        assert response.status_code == 202
+    else:
+        response = Client().post("/", {"kind": "report", "text": "monthly"})
+        assert response.status_code == 302
+    job = Job.objects.get()
+    assert job.submitted_by == front_door
+    # Read on another connection at the moment of publishing: the worker will find the row.
+    assert published_tasks == [PublishedTask(str(job.id), "jobs.report", "low", "PENDING")]
+
+
+def test_a_job_submitted_inside_an_open_transaction_is_not_sent_before_it_commits(
+    api_client: Client, published_tasks: list[PublishedTask]
+):
+    # pytest-django's plain django_db wraps the test in a transaction that is never committed.
+    response = _post_job(api_client, {"kind": "add", "args": [1, 2]})
+    assert response.status_code == 202
+    assert Job.objects.filter(id=response.json()["id"], state=Job.State.PENDING).exists()
+    assert published_tasks == []
+
+
+@pytest.mark.django_db(transaction=True)
 def test_api_returns_503_when_the_broker_refuses_the_job(api_client: Client, monkeypatch: pytest.MonkeyPatch):
+    sent: list[tuple[tuple[object, ...], str]] = []
+
     # A broker outage mid-publish cannot be staged with the in-memory transport: raise what kombu raises.
-    def broker_down(spec: object) -> None:
+    def broker_down(*args: object, task_id: str) -> None:
+        sent.append((args, task_id))
         raise OperationalError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(views, "submit", broker_down)
+    validate, _ = submit_module._KINDS["add"]
+    monkeypatch.setitem(submit_module._KINDS, "add", (validate, broker_down))
     response = _post_job(api_client, {"kind": "add", "args": [1, 1]})
     assert response.status_code == 503
     assert "OperationalError" in response.json()["error"]
-    assert Client().post("/", {"kind": "add", "x": 1, "y": 1}).status_code == 503
+    # The row was written (and committed) first; the refusal is recorded on it.
+    job = Job.objects.get()
+    assert sent == [((1, 1), str(job.id))]
+    assert (job.state, job.submitted_by, job.error) == (Job.State.NOT_QUEUED, "api", "not queued: OperationalError")
+    assert job.finished_at is not None
+    status = api_client.get(f"/api/jobs/{job.id}/").json()
+    assert (status["state"], status["ready"], status["error"]) == ("NOT_QUEUED", True, "not queued: OperationalError")
+
+    ui = Client()
+    assert ui.post("/", {"kind": "add", "x": 1, "y": 1}).status_code == 503
+    ui_job = Job.objects.get(submitted_by="ui")
+    assert ui_job.state == Job.State.NOT_QUEUED
+    assert sent[-1] == ((1, 1), str(ui_job.id))
+    # The refused job is not listed in the session as if it had been queued.
+    assert not ui.session.get("jobs")
+
+
+def test_api_returns_404_for_an_unknown_job(api_client: Client):
+    response = api_client.get("/api/jobs/00000000-0000-4000-8000-000000000000/")
+    assert response.status_code == 404
+    assert response.json() == {"error": "no such job"}
+
+
+def test_api_status_is_the_job_row_as_the_worker_left_it(api_client: Client):
+    job_id = _post_job(api_client, {"kind": "add", "args": [20, 22]}).json()["id"]
+    finished = timezone.now()
+    Job.objects.filter(id=job_id).update(
+        state=Job.State.SUCCESS, worker="celery@worker-1", result=42, started_at=finished, finished_at=finished
+    )
+    status = api_client.get(f"/api/jobs/{job_id}/").json()
+    assert status["state"] == "SUCCESS"
+    assert status["ready"] is True
+    assert status["result"] == 42
+    assert status["worker"] == "celery@worker-1"
+    assert status["finished_at"] == finished.isoformat()
+    assert "error" not in status
+
+
+def test_job_page_shows_the_state_worker_and_error_from_the_row():
+    client = Client()
+    client.post("/", {"kind": "add", "x": 1, "y": 1})
+    task_id = client.session["jobs"][0]["id"]
+    Job.objects.filter(id=task_id).update(
+        state=Job.State.FAILURE, worker="celery@worker-2", error="TransientError: it broke", finished_at=timezone.now()
+    )
+    page = client.get(f"/jobs/{task_id}/").content.decode()
+    assert '<span id="job-state" class="state state-failure">FAILURE</span>' in page
+    assert '<code id="job-worker">celery@worker-2</code>' in page
+    assert '<code id="job-error">TransientError: it broke</code>' in page
+    status = client.get(f"/jobs/{task_id}/status/").json()
+    assert (status["state"], status["ready"], status["error"]) == ("FAILURE", True, "TransientError: it broke")
 
 
 def test_api_does_not_set_a_session_cookie(api_client: Client):

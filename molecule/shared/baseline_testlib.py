@@ -84,8 +84,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "c
 # Python run in the sample app's context on a host the django_app role deployed
 # (django-app-manage: the app user, its environment file, the live release).
 APP_PRELUDE = (
-    "import json; from jobs import tasks; from config.redis import app_key, get_redis; "
-    "from celery.result import AsyncResult; "
+    "import json; from jobs import tasks; from jobs.models import Charge, Job; "
+    "from config.redis import app_key, get_redis; from celery.result import AsyncResult; "
 )
 
 

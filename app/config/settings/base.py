@@ -34,6 +34,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -60,12 +61,17 @@ TEMPLATES = [
     },
 ]
 
-# Web and workers never share this database: no task touches it, so SQLite is a valid choice
-# for a single web node and PostgreSQL (DATABASE_URL) for several.
-DATABASE_URL = env_str("DATABASE_URL")
+# PostgreSQL in production (DATABASE_URL: the runtime role, TLS with verify-full); SQLite for
+# the tests and local development. Migrations run as the owner role: the deploy passes its URL
+# (DATABASE_OWNER_URL) to the migrate command only, never to the running app.
+DATABASE_URL = env_str("DATABASE_OWNER_URL") or env_str("DATABASE_URL")
 if DATABASE_URL:
+    # Persistent connections, checked before reuse: a web thread keeps one (the connection
+    # budget counts processes x threads); Celery closes its own around every task.
     DATABASES = {
-        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True),
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+        ),
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # A dead PostgreSQL must fail a request (and /healthz) in seconds, not after the OS timeout.

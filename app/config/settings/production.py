@@ -7,12 +7,17 @@ deployment stops at ``manage.py check`` instead of serving with a guessable key.
 from __future__ import annotations
 
 from .base import *  # noqa: F403
-from .base import ALLOWED_HOSTS, APP_API_TOKEN, SECRET_KEY
+from .base import ALLOWED_HOSTS, APP_API_TOKEN, DATABASES, SECRET_KEY
 from .security import require, validate_secret_key
 
 validate_secret_key(SECRET_KEY)
 require(ALLOWED_HOSTS, "DJANGO_ALLOWED_HOSTS is required in production (comma-separated host names)")
 require(APP_API_TOKEN, "APP_API_TOKEN is required in production (the JSON API's bearer token)")
+# Web hosts and workers share one database: a per-host SQLite file would split the jobs.
+require(
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+    "DATABASE_URL must name PostgreSQL in production (postgresql://app:...@db1:5432/app?sslmode=verify-full&...)",
+)
 
 DEBUG = False
 

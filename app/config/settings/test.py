@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 from .base import *  # noqa: F403
 
 SECRET_KEY = "test-only-secret-key-never-used-outside-the-test-suite-0123456789"  # noqa: S105
@@ -10,7 +14,21 @@ APP_API_TOKEN = "test-api-token"  # noqa: S105
 DEBUG = False
 SECURE_SSL_REDIRECT = False
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# The test database is a throwaway SQLite file, not SQLite's shared in-memory database: the
+# in-process Celery worker updates job rows from its own thread and connection while a test reads
+# them, and the shared in-memory cache answers such concurrent access with "database table is
+# locked" at once (a lost update) where PostgreSQL would let them proceed. In WAL mode readers
+# and a writer proceed side by side and writers wait for each other (timeout), as on PostgreSQL.
+# One file per test process (pytest-django creates and deletes it); nothing outside the tests
+# uses this database.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF"},
+        "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"app-tests-{os.getpid()}.sqlite3")},
+    },
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Unhashed names: templates render {% static %} without a collectstatic run first.

@@ -14,7 +14,17 @@ import testinfra
 
 CA = "/etc/ssl/apache-baseline/local-ca.crt"
 SITE = "https://localhost"
-HOSTS = ["stack-web", "stack-redis", "stack-rabbit1", "stack-rabbit2", "stack-rabbit3", "stack-worker"]
+HOSTS = [
+    "stack-web",
+    "stack-redis",
+    "stack-pg1",
+    "stack-pg2",
+    "stack-backup",
+    "stack-rabbit1",
+    "stack-rabbit2",
+    "stack-rabbit3",
+    "stack-worker",
+]
 # The lab's group_vars generate the secrets next to the inventory that uses them.
 SECRETS = Path(os.environ.get("MOLECULE_INVENTORY_FILE", ".")).parent / ".secrets"
 

@@ -35,6 +35,16 @@ def test_healthz_reports_every_component_healthy(site):
     assert all(check["ok"] for check in body["checks"].values()), body
 
 
+def test_healthz_shows_the_postgresql_primary_and_its_replica_lag(site):
+    database = site.healthz()[1]["checks"]["database"]
+    print(f"\n[stack] /healthz database: {database}")
+    assert database["vendor"] == "postgresql", database
+    assert database["server"] == "stack-pg1", database
+    replicas = {replica["name"]: replica for replica in database["replicas"]}
+    assert replicas["stack-pg2"]["state"] == "streaming", database
+    assert replicas["stack-pg2"]["lag_bytes"] < 16 * 1024 * 1024, database
+
+
 def test_http_redirects_to_the_public_https_url(site):
     out = site.host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://localhost/jobs/")
     assert out == "301 https://localhost:8443/jobs/", out
@@ -48,6 +58,20 @@ def test_api_job_runs_on_a_worker_and_its_result_comes_back(site):
     assert done["result"]["queue"] == "high", done
     # The result the API returned is the one in Redis (db 0, the celery: prefix).
     assert run_in_app(site.host, f"get_redis().exists('celery:celery-task-meta-{job['id']}')") == 1
+    # The job's row in PostgreSQL, written by the web tier and updated by the worker that ran it.
+    fields = "[j.state, j.worker, j.submitted_by, j.finished_at is not None]"
+    row = run_in_app(site.host, f"(lambda j: {fields})(Job.objects.get(id={job['id']!r}))")
+    print(f"\n[stack] job {job['id']} row in PostgreSQL: {row}")
+    assert row == ["SUCCESS", "priority@stack-worker", "api", True], row
+
+
+def test_a_charge_redelivered_to_another_worker_process_charges_once(site):
+    key = f"stack-{time.time_ns()}"
+    first = run_in_app(site.host, f"tasks.charge.delay({key!r}, 700).get(timeout=60)")
+    again = run_in_app(site.host, f"tasks.charge.delay({key!r}, 700).get(timeout=60)")
+    rows = run_in_app(site.host, f"Charge.objects.filter(idempotency_key={key!r}).count()")
+    assert first == again, (first, again)
+    assert rows == 1, rows
 
 
 def test_ui_submission_is_csrf_protected_and_runs(site):

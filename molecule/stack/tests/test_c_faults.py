@@ -133,7 +133,43 @@ def test_3_kill_9_of_redis_keeps_results_and_sessions_older_than_a_second(host, 
     assert result == 42
 
 
-def test_4_every_host_restarts_and_healthz_is_200_again_within_120_s(host, site):
+def test_4_the_primary_database_stops_requests_get_503_quickly_and_the_app_recovers(host, site):
+    job = site.api("POST", "/api/jobs/", {"kind": "add", "args": [1, 2]})
+    primary = other("stack-pg1")
+    unit = primary.check_output("systemctl list-units --plain --no-legend 'postgresql@*' | cut -d' ' -f1")
+    # The token goes with every request below (once: a doubled header is a 401).
+    write = ["-X", "POST", "-H", "Content-Type: application/json"]
+    codes: list[tuple[int, float]] = []
+    primary.run_expect([0], f"systemctl stop {unit}")
+    try:
+        for _ in range(5):
+            for args, path in (
+                ([], f"/api/jobs/{job['id']}/"),
+                ([*write, "--data", '{"kind": "add", "args": [1, 2]}'], "/api/jobs/"),
+            ):
+                started = time.monotonic()
+                code = site.status(path, "-H", f"Authorization: Bearer {site.token}", *args)
+                codes.append((code, time.monotonic() - started))
+            health = site.healthz()
+    finally:
+        primary.run_expect([0], f"systemctl start {unit}")
+    restarted = time.monotonic()
+    back = wait_for(
+        lambda: site.status(f"/api/jobs/{job['id']}/", "-H", f"Authorization: Bearer {site.token}") == 200, 60
+    )
+    slowest = max(seconds for _, seconds in codes)
+    print(
+        f"\n[fault 4] {unit} stopped on stack-pg1: {len(codes)} API reads and writes answered "
+        f"{sorted({code for code, _ in codes})} in at most {slowest:.2f} s; /healthz {health[0]} "
+        f"(database ok={health[1]['checks']['database']['ok']}); reads 200 again {back:.1f} s after the start "
+        f"({time.monotonic() - restarted:.1f} s)"
+    )
+    assert {code for code, _ in codes} == {503}, codes
+    assert slowest < 5, codes
+    assert health[0] == 503, health
+
+
+def test_5_every_host_restarts_and_healthz_is_200_again_within_120_s(host, site):
     started = time.monotonic()
     docker("restart", "--time", "30", *HOSTS)
     restarted = time.monotonic() - started
@@ -147,7 +183,7 @@ def test_4_every_host_restarts_and_healthz_is_200_again_within_120_s(host, site)
     seconds = wait_for(healthy_twice, 180, interval=3, message="/healthz 200 after the restart")
     checks = ", ".join(f"{name}={check['ok']}" for name, check in answers[-1][1]["checks"].items())
     print(
-        f"\n[fault 4] all 6 hosts restarted (docker restart took {restarted:.0f} s); /healthz 200 "
+        f"\n[fault 5] all {len(HOSTS)} hosts restarted (docker restart took {restarted:.0f} s); /healthz 200 "
         f"{seconds:.0f} s after they were back: {checks}"
     )
     assert seconds <= 120, f"/healthz took {seconds:.0f} s"

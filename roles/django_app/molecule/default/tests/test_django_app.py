@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The app hosts (django-app-db is their database).
+testinfra_hosts = ["ansible://django-app-trixie", "ansible://django-app-bookworm"]
+
 ROOT = "/srv/django-app"
 
 
