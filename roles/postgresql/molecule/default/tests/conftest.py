@@ -41,7 +41,11 @@ def remote(
 
 
 def lifecycle(playbook: str, cluster: str, **extra: str):
-    """Run one of the repository's PostgreSQL playbooks on one cluster (the app tier is not here)."""
+    """Run one of the repository's PostgreSQL playbooks on one cluster.
+
+    The playbooks end by re-deploying the app tier (tag ``app``) with the new primary; this
+    scenario has no app tier to re-deploy (only a client host), so that last part is skipped here.
+    """
     play = [{"ansible.builtin.import_playbook": str(PLAYBOOKS / playbook)}]
     return run_playbook(
         play, extra_vars={"postgresql_group": CLUSTERS[cluster]["group"], **extra}, args=("--skip-tags", "app")
