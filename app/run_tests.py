@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the sample app's tests against a real, throwaway Redis, then ``check --deploy``.
+"""Run the sample app's tests against a real, throwaway Redis and RabbitMQ, then ``check --deploy``.
 
 Standard library only, runnable from any directory as ``python app/run_tests.py [--python X] [pytest args]``:
 
@@ -9,16 +9,25 @@ Standard library only, runnable from any directory as ``python app/run_tests.py 
 2. starts ``redis-server`` on a free 127.0.0.1 port (apt-installs Debian's package when the
    binary is missing and we are root) with the production ACL: the app's user may touch only
    ``~cache:* ~session:* ~celery:* ~app:*`` and the channels ``&celery:*``;
-3. runs pytest (REDIS_URL = that user; SQLite for the database), ``makemigrations --check``
-   (no model change without its migration), and ``manage.py check --deploy --fail-level
-   WARNING`` with production settings (PostgreSQL named, not reached) and strong dummy secrets;
-4. stops Redis and exits non-zero if any step failed.
+3. starts a private RabbitMQ node (Debian's ``rabbitmq-server``, apt-installed the same way, its
+   own service neither started nor enabled): its own node name, Erlang cookie, epmd and
+   directories in a temporary directory, every port free and on loopback, and the production
+   role's objects in vhost ``app``: a user with a random password, the policies
+   (``quorum-defaults``, ``dead-letter-queue``, ``liveness``) and the dead-letter exchange ``dlx``
+   bound to the quorum queue ``dead-letters``;
+4. runs pytest (REDIS_URL and CELERY_BROKER_URL = the app's users; SQLite for the database),
+   ``makemigrations --check`` (no model change without its migration), and ``manage.py check
+   --deploy --fail-level WARNING`` with production settings (PostgreSQL named, not reached) and
+   strong dummy secrets;
+5. stops RabbitMQ and Redis (also on SIGTERM or a failure) and exits non-zero if any step failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -28,21 +37,64 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 APP_DIR = Path(__file__).resolve().parent
 ROOT = APP_DIR.parent
 REQUIREMENTS = APP_DIR / "requirements" / "test.txt"
 PYTEST_TIMEOUT_SECONDS = 1200
+# How long an interrupted pytest may take to tear its fixtures down (a worker's warm shutdown).
+STEP_INTERRUPT_GRACE_SECONDS = 40
 REDIS_START_TIMEOUT_SECONDS = 10.0
 REDIS_APP_USER = "app"
 REDIS_APP_PASSWORD = "testpass"  # noqa: S105 - a throwaway server on loopback, gone after the run
 REDIS_ADMIN_USER = "admin"
 # The production ACL of the app's user, verbatim: the suite proves the app lives within it.
 REDIS_APP_ACL = "~cache:* ~session:* ~celery:* ~app:* &celery:* +@all -@dangerous"
+
+# Debian's own scripts: /usr/sbin/rabbitmq-server and rabbitmqctl are wrappers that `su` to the
+# rabbitmq user and its /var/lib/rabbitmq, which a private node must not touch.
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+RABBITMQ_START_TIMEOUT_SECONDS = 120
+RABBITMQ_STOP_TIMEOUT_SECONDS = 30
+RABBITMQ_VHOST = "app"
+RABBITMQ_APP_USER = "app"
+# What roles/rabbitmq declares in production (defaults/main.yml, tasks/access.yml). Debian 12's
+# RabbitMQ is 3.10: policies apply to "queues" (quorum_queues came in 3.12), and the vhost's
+# default queue type is the vhost's metadata (rabbitmq.conf's default_queue_type is unknown to 3.10).
+RABBITMQ_DLX_EXCHANGE = "dlx"
+RABBITMQ_DLX_QUEUE = "dead-letters"
+RABBITMQ_POLICIES = [
+    {
+        "name": "quorum-defaults",
+        "pattern": f"^(?!{RABBITMQ_DLX_QUEUE}$).*",
+        "apply-to": "queues",
+        "priority": 0,
+        "definition": {"delivery-limit": 10, "dead-letter-exchange": RABBITMQ_DLX_EXCHANGE},
+    },
+    {
+        "name": "dead-letter-queue",
+        "pattern": f"^{RABBITMQ_DLX_QUEUE}$",
+        "apply-to": "queues",
+        "priority": 10,
+        "definition": {"max-length": 100000, "overflow": "drop-head"},
+    },
+    {
+        # Heartbeats that nobody consumed are worthless: keep the newest, drop the rest, and do
+        # not dead-letter them (no dead-letter-exchange: this policy wins over quorum-defaults).
+        "name": "liveness",
+        "pattern": "^heartbeat$",
+        "apply-to": "queues",
+        "priority": 10,
+        "definition": {"max-length": 1, "overflow": "drop-head"},
+    },
+]
+# Erlang distribution (the node's and its CLI tools') on loopback only; epmd gets -address.
+ERLANG_LOOPBACK_ARGS = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 
 @dataclass
@@ -57,7 +109,7 @@ def say(message: str) -> None:
     sys.stdout.flush()
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     say(f"ERROR: {message}")
     sys.exit(2)
 
@@ -223,12 +275,322 @@ def redis_server() -> Iterator[RedisServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextmanager
+def package_services_not_started() -> Iterator[None]:
+    """Keep apt from starting the services it installs, as a container's policy-rc.d does.
+
+    Debian's maintainer scripts start a service through invoke-rc.d or deb-systemd-invoke, and
+    both ask /usr/sbin/policy-rc.d first: exit code 101 means "forbidden". An existing policy is
+    left as it is.
+    """
+    policy = Path("/usr/sbin/policy-rc.d")
+    if policy.exists():
+        yield
+        return
+    policy.write_text("#!/bin/sh\n# app/run_tests.py: no service starts while it installs packages\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        yield
+    finally:
+        policy.unlink(missing_ok=True)
+
+
+def disable_services(units: list[str]) -> None:
+    """Disable (and on a running systemd, stop) units a package enabled: nothing of theirs may listen."""
+    if not shutil.which("systemctl"):
+        return
+    running = Path("/run/systemd/system").is_dir()
+    command = ["systemctl", "disable", *(["--now"] if running else []), "--quiet", *units]
+    if subprocess.run(command, check=False).returncode != 0:
+        say(f"WARNING: '{' '.join(command)}' failed: stop and disable them by hand")
+
+
+def find_rabbitmq() -> Path:
+    """The directory of Debian's rabbitmq-server and rabbitmqctl, apt-installing them when missing."""
+    if (RABBITMQ_BIN / "rabbitmq-server").exists():
+        return RABBITMQ_BIN
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        fail("rabbitmq-server is missing: install Debian's rabbitmq-server package (or run as root to let me)")
+    installs_erlang = shutil.which("epmd") is None
+    say("installing Debian's rabbitmq-server (its own service is neither started nor enabled)")
+    with package_services_not_started():
+        apt_install("rabbitmq-server")
+    # Enabled by the packages, so they would start at the next boot: the machine's RabbitMQ and
+    # its epmd (port 4369 on every interface) are not what the tests use.
+    disable_services(["rabbitmq-server.service", *(["epmd.socket", "epmd.service"] if installs_erlang else [])])
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        fail(f"{RABBITMQ_BIN}/rabbitmq-server is still missing after apt-get install")
+    return RABBITMQ_BIN
+
+
+def rabbitmq_password_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password)), 4-byte salt."""
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def rabbitmq_definitions(password: str) -> dict[str, object]:
+    """The vhost, the app's user and the role's policies and dead-lettering, imported at boot."""
+    vhost = RABBITMQ_VHOST
+    return {
+        "vhosts": [{"name": vhost, "metadata": {"default_queue_type": "quorum", "description": "", "tags": []}}],
+        "users": [
+            {
+                "name": RABBITMQ_APP_USER,
+                "password_hash": rabbitmq_password_hash(password),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": [],
+            }
+        ],
+        "permissions": [{"user": RABBITMQ_APP_USER, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}],
+        "policies": [{"vhost": vhost, **policy} for policy in RABBITMQ_POLICIES],
+        "exchanges": [
+            {
+                "name": RABBITMQ_DLX_EXCHANGE,
+                "vhost": vhost,
+                "type": "fanout",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
+        ],
+        "queues": [
+            {
+                "name": RABBITMQ_DLX_QUEUE,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-queue-type": "quorum"},
+            }
+        ],
+        "bindings": [
+            {
+                "source": RABBITMQ_DLX_EXCHANGE,
+                "vhost": vhost,
+                "destination": RABBITMQ_DLX_QUEUE,
+                "destination_type": "queue",
+                "routing_key": "",
+                "arguments": {},
+            }
+        ],
+    }
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                fail(f"{what} is not listening on 127.0.0.1:{port}")
+            time.sleep(0.05)
+
+
+def amqp_answers(port: int) -> bool:
+    """Send AMQP 0-9-1's protocol header: a broker answers with a Connection.Start method frame."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            frame = b""
+            while len(frame) < 11:
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                frame += chunk
+    except OSError:
+        return False
+    # frame type 1 (method), then channel (2 bytes) and size (4), then class 10 method 10.
+    return frame[:1] == b"\x01" and frame[7:11] == b"\x00\x0a\x00\x0a"
+
+
+@dataclass
+class RabbitMQNode:
+    port: int
+    password: str
+    # What rabbitmqctl needs to reach the node: node name, epmd port, HOME with the cookie.
+    cli_env: dict[str, str]
+    ctl: Path
+    beam_pid: int
+
+    def url(self) -> str:
+        return f"amqp://{RABBITMQ_APP_USER}:{self.password}@127.0.0.1:{self.port}/{RABBITMQ_VHOST}"
+
+
+def write_rabbitmq_files(workdir: Path, amqp_port: int, password: str) -> None:
+    """The node's cookie, configuration, definitions and plugin list, readable by us only."""
+    # The Erlang cookie the node and the CLI tools read from $HOME (RABBITMQ_ERLANG_COOKIE is deprecated).
+    cookie = workdir / ".erlang.cookie"
+    cookie.write_text(secrets.token_hex(20))
+    cookie.chmod(0o400)
+    definitions = workdir / "definitions.json"
+    definitions.write_text(json.dumps(rabbitmq_definitions(password), indent=2))
+    definitions.chmod(0o600)
+    (workdir / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = 127.0.0.1:{amqp_port}\n"
+        # Imported at boot, before `rabbitmqctl wait` returns; a node that imports definitions
+        # creates no guest user.
+        f"load_definitions = {definitions}\n"
+    )
+    # No plugin (no management UI): the suite inspects the node with rabbitmqctl.
+    (workdir / "enabled_plugins").write_text("[].\n")
+    (workdir / "rabbitmq-env.conf").touch()
+
+
+def rabbitmq_envs(
+    workdir: Path, nodename: str, dist_port: int, epmd_port: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The CLI tools' environment, and the node's: every path in ``workdir``, nothing from /etc/rabbitmq."""
+    cli_env = {
+        "HOME": str(workdir),
+        "RABBITMQ_NODENAME": nodename,
+        # Never the machine's epmd on 4369: ours, on loopback.
+        "ERL_EPMD_PORT": str(epmd_port),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "RABBITMQ_CONF_ENV_FILE": str(workdir / "rabbitmq-env.conf"),
+        "RABBITMQ_CTL_ERL_ARGS": ERLANG_LOOPBACK_ARGS,
+    }
+    node_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))},
+        **cli_env,
+        "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq.conf"),
+        "RABBITMQ_CONFIG_FILES": str(workdir / "conf.d"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(workdir / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(workdir / "log"),
+        "RABBITMQ_PID_FILE": str(workdir / "rabbitmq.pid"),
+        "RABBITMQ_MOTD_FILE": str(workdir / "motd"),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ERLANG_LOOPBACK_ARGS,
+    }
+    return cli_env, node_env
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the leader of a session we started, then SIGKILL whatever is left of its group."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        say(f"{process.args[0]} ignored SIGTERM for {timeout} s: killing it")
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def check_rabbitmq_node(
+    ctl_run: Callable[..., subprocess.CompletedProcess[str]],
+    failed: Callable[[str], NoReturn],
+    nodename: str,
+    port: int,
+) -> None:
+    """Check that the booted node holds the definitions (a node that cannot import them boots
+    without them), then say which RabbitMQ it is."""
+    policies = ctl_run("list_policies", "-p", RABBITMQ_VHOST, "--formatter", "json", timeout=60)
+    found = sorted(policy["name"] for policy in json.loads(policies.stdout or "[]")) if policies.returncode == 0 else []
+    wanted = sorted(policy["name"] for policy in RABBITMQ_POLICIES)
+    if found != wanted:
+        failed(f"RabbitMQ did not import its definitions: policies {found} in vhost {RABBITMQ_VHOST}, not {wanted}")
+    status = ctl_run("status", "--formatter", "json", timeout=60)
+    if status.returncode != 0:
+        failed(f"rabbitmqctl status failed: {status.stderr}")
+    facts = json.loads(status.stdout)
+    say(
+        f"RabbitMQ {facts['rabbitmq_version']} ({facts['erlang_version'].split(' [')[0]}), node {nodename},"
+        f" AMQP on 127.0.0.1:{port}, vhost {RABBITMQ_VHOST}, user {RABBITMQ_APP_USER}, policies {', '.join(wanted)}"
+    )
+
+
+@contextmanager
+def rabbitmq_node() -> Iterator[RabbitMQNode]:
+    ctl = find_rabbitmq() / "rabbitmqctl"
+    # mkdtemp: mode 0700, so the cookie, the config and the definitions are ours alone.
+    workdir = Path(tempfile.mkdtemp(prefix="app-tests-rabbitmq-"))
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(free_port())
+    amqp_port, dist_port, epmd_port = ports
+    password = secrets.token_urlsafe(24)
+    write_rabbitmq_files(workdir, amqp_port, password)
+    nodename = f"app-tests-{os.getpid()}@localhost"
+    cli_env, node_env = rabbitmq_envs(workdir, nodename, dist_port, epmd_port)
+    log_path = workdir / "rabbitmq-server.out"
+    log = log_path.open("w")
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def failed(message: str) -> NoReturn:
+        log.flush()
+        node_log = workdir / "log" / f"{nodename}.log"
+        fail("\n".join([message, *(p.read_text(errors="replace")[-3000:] for p in (log_path, node_log) if p.exists())]))
+
+    def ctl_run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [str(ctl), *args], env=node_env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            failed(f"rabbitmqctl {args[0]} did not return within {timeout} s")
+
+    def start(command: list[str]) -> subprocess.Popen[bytes]:
+        # A session of its own: a Ctrl-C in the terminal reaches us, and we stop it in order.
+        process = subprocess.Popen(
+            command, cwd=workdir, env=node_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        processes.append(process)
+        return process
+
+    try:
+        # Our own epmd, started first so that the node does not daemonize one that outlives us.
+        epmd = start(
+            [shutil.which("epmd") or "/usr/lib/erlang/bin/epmd", "-port", str(epmd_port), "-address", "127.0.0.1"]
+        )
+        wait_for_port(epmd_port, epmd, "epmd", 10.0)
+        server = start([str(ctl.parent / "rabbitmq-server")])
+        # The node writes its pid file early in its boot; one that dies before (a bad setting)
+        # must fail the run now, not when `rabbitmqctl wait` gives up.
+        pid_file = workdir / "rabbitmq.pid"
+        deadline = time.monotonic() + RABBITMQ_START_TIMEOUT_SECONDS
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            if server.poll() is not None or time.monotonic() > deadline:
+                failed("RabbitMQ exited before it wrote its pid file")
+            time.sleep(0.1)
+        beam_pid = int(pid_file.read_text())
+        # `wait` returns once that process's node has booted: definitions imported, listeners open.
+        waited = ctl_run(
+            "wait",
+            "--pid",
+            str(beam_pid),
+            "--timeout",
+            str(RABBITMQ_START_TIMEOUT_SECONDS),
+            timeout=RABBITMQ_START_TIMEOUT_SECONDS + 10,
+        )
+        if waited.returncode != 0 or server.poll() is not None:
+            failed(f"RabbitMQ did not start: {waited.stdout}{waited.stderr}")
+        if not amqp_answers(amqp_port):
+            failed(f"RabbitMQ does not answer AMQP on 127.0.0.1:{amqp_port}")
+        check_rabbitmq_node(ctl_run, failed, nodename, amqp_port)
+        yield RabbitMQNode(amqp_port, password, cli_env, ctl, beam_pid)
+    finally:
+        # The node first (its CLI tools and the node itself need epmd until it is down), then epmd.
+        for process in reversed(processes):
+            # A test that paused the node (SIGSTOP) and died before resuming it must not hang the stop.
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGCONT)
+            stop_process_group(process, RABBITMQ_STOP_TIMEOUT_SECONDS)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def base_env() -> dict[str, str]:
     """The caller's environment minus anything that could point the app at real services."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "CELERY_", "REDIS_", "DATABASE_", "HEALTH_", "APP_"))
+        if not key.startswith(("DJANGO_", "CELERY_", "REDIS_", "DATABASE_", "HEALTH_", "APP_", "RABBITMQ_", "ERL_"))
     }
     env.pop("VIRTUAL_ENV", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -236,13 +598,30 @@ def base_env() -> dict[str, str]:
 
 
 def run_step(name: str, command: list[str], env: dict[str, str], timeout: int | None = None) -> Step:
+    """Run ``command`` in a session of its own, and end that session's processes when it returns.
+
+    The broker tests start Celery workers: an aborted run (a timeout, SIGTERM, Ctrl-C) or a test
+    that failed to stop its worker must not leave one behind, retrying a broker that is gone.
+    An abort interrupts pytest first (SIGINT: its fixtures' teardown runs), then kills what is left.
+    """
     say(f"{name}: {' '.join(command)}")
     started = time.monotonic()
+    process = subprocess.Popen(command, cwd=APP_DIR, env=env, start_new_session=True)
+    code = 1
     try:
-        code = subprocess.run(command, cwd=APP_DIR, env=env, check=False, timeout=timeout).returncode
+        code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         say(f"{name}: timed out after {timeout} s")
-        code = 1
+    finally:
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+            # A second Ctrl-C (or a SIGTERM) while it tears down kills it at once.
+            with suppress(subprocess.TimeoutExpired, KeyboardInterrupt, SystemExit):
+                process.wait(timeout=STEP_INTERRUPT_GRACE_SECONDS)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     return Step(name, code == 0, time.monotonic() - started)
 
 
@@ -271,19 +650,26 @@ def main() -> int:
     python = shutil.which(options.python)
     if python is None:
         fail(f"{options.python} not found on PATH")
-    # SIGTERM (a CI timeout) must still stop our redis-server: turn it into an exception.
+    # SIGTERM (a CI timeout) must still stop our redis-server and RabbitMQ: turn it into an exception.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     started = time.monotonic()
     venv = ROOT / ".cache" / ("app-venv" if options.python == "python3" else f"app-venv-{Path(python).name}")
     venv_python = ensure_venv(python, venv)
     steps: list[Step] = []
-    with redis_server() as server:
+    with redis_server() as server, rabbitmq_node() as rabbitmq:
         env = {
             **base_env(),
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "REDIS_URL": server.url(REDIS_APP_USER, REDIS_APP_PASSWORD),
             "REDIS_ADMIN_URL": server.url(REDIS_ADMIN_USER, server.admin_password),
+            "CELERY_BROKER_URL": rabbitmq.url(),
+            # The suite's handle on the node itself (tests/conftest.py: rabbitmqctl, pausing it):
+            # RABBITMQ_NODENAME and ERL_EPMD_PORT are read by rabbitmqctl; HOME holds the cookie.
+            **{key: value for key, value in rabbitmq.cli_env.items() if key != "HOME"},
+            "RABBITMQCTL": str(rabbitmq.ctl),
+            "RABBITMQCTL_HOME": rabbitmq.cli_env["HOME"],
+            "RABBITMQ_BEAM_PID": str(rabbitmq.beam_pid),
         }
         steps.append(run_step("pytest", [str(venv_python), "-m", "pytest", *pytest_args], env, PYTEST_TIMEOUT_SECONDS))
         # A model change without its migration would deploy a schema the code does not match.

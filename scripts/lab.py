@@ -119,6 +119,18 @@ def fetch_lab_ca() -> Path:
     return ca
 
 
+def app_setting(name: str) -> str:
+    """A variable of the app's environment file on the web host ("" when unset)."""
+    env = subprocess.run(
+        ["docker", "exec", WEB, "cat", "/etc/django-app/app.env"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in env.splitlines():
+        key, _, value = line.partition("=")
+        if key == name:
+            return value.strip().strip('"')
+    return ""
+
+
 def health(ca: Path) -> tuple[int, dict]:
     context = ssl.create_default_context(cafile=str(ca))
     try:
@@ -173,14 +185,19 @@ def up() -> int:
     ca = fetch_lab_ca()
     status, body = wait_for_health(ca)
     admin_password = (SECRETS / "django_admin_password").read_text().split()[0]
+    admin_path = app_setting("DJANGO_ADMIN_PATH") or "backoffice/"
     print(
         f"""
 The lab is up on Debian {suite} ({time.monotonic() - started:.0f} s).
 
-  URL           {URL}/      (HTTP on http://localhost:8080 redirects there)
-  admin         {URL}/admin/  user: admin  password: {admin_password}
+  URL           {URL}/      (log in first; HTTP on http://localhost:8080 redirects there)
+  a user        docker exec -it {WEB} django-app-manage create_user alice      (asks for a password)
+  their token   docker exec {WEB} django-app-manage api_token create alice   (shown once; list, revoke)
+                curl --cacert {ca.relative_to(ROOT)} -H "Authorization: Bearer $TOKEN" {URL}/api/jobs/
+  admin         {URL}/{admin_path}  user: admin  password: {admin_password}
+  probes        {URL}/livez  {URL}/readyz  {URL}/healthz
   CA            {ca}   (curl --cacert {ca.relative_to(ROOT)} {URL}/healthz)
-  API token     {SECRETS / "django_api_token"}
+  service token {SECRETS / "django_api_token"}   (the API's bootstrap token)
   database      docker exec -it lab-pg1 runuser -u postgres -- psql app   (primary; lab-pg2 streams from it)
   backups       docker exec lab-backup runuser -u postgres -- pgbackrest --stanza=main info
   re-deploy     make lab        remove: make lab-down

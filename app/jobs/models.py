@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 
@@ -26,7 +27,12 @@ class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=20)
     args = models.JSONField(default=list)
-    # "api" (the bearer token) or "ui" (a browser session).
+    # Whose job it is: a user (through the UI or their API token), or null for the service token.
+    # Users see their own jobs only; the service token sees the service's.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    # The way in: "ui" (a logged-in browser) or "api" (a bearer token).
     submitted_by = models.CharField(max_length=150)
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
     # What the result was, small enough to list (the full result stays in Celery's backend).
@@ -41,7 +47,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
-        indexes = (models.Index(fields=("state", "created_at")),)
+        indexes = (
+            models.Index(fields=("state", "created_at")),
+            # A user's job list, and the count of their unfinished jobs (access.limits).
+            models.Index(fields=("owner", "created_at")),
+        )
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} {self.state}"

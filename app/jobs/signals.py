@@ -37,7 +37,9 @@ def _error(value: object) -> str:
 
 @task_prerun.connect
 def record_start(task_id: str, task: Any, **_: Any) -> None:
-    Job.objects.filter(id=task_id).exclude(state__in=Job.FINISHED).update(
+    # NOT_QUEUED is final for the web, not here: a publish that timed out waiting for its confirm
+    # may still have reached the queue, and then the task does run.
+    Job.objects.filter(id=task_id).exclude(state__in=(Job.State.SUCCESS, Job.State.FAILURE)).update(
         state=Job.State.STARTED, started_at=timezone.now(), worker=task.request.hostname or ""
     )
 

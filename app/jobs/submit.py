@@ -15,6 +15,8 @@ from functools import partial
 from typing import Any
 
 from celery.result import AsyncResult
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -113,13 +115,22 @@ def _report_args(args: Sequence[object]) -> tuple[Any, ...]:
     return (_text(args[0], "name"),)
 
 
+def _publish_options() -> dict[str, Any]:
+    """How a web request publishes: a confirm and a reconnection each bounded, so a broker that is
+    down or hanging costs the request about a second or two (then 503), never a hung thread."""
+    return {
+        "confirm_timeout": settings.APP_PUBLISH_CONFIRM_TIMEOUT,
+        "retry_policy": settings.APP_PUBLISH_RETRY_POLICY,
+    }
+
+
 def _send_chord(n: int, task_id: str) -> AsyncResult:
     # The chord's body gets the job's id: its outcome is the job's (the final sum).
-    return sum_of_squares(n).apply_async(task_id=task_id)
+    return sum_of_squares(n).apply_async(task_id=task_id, **_publish_options())
 
 
 def _sender(task: Any) -> Callable[..., AsyncResult]:
-    return lambda *args, task_id: task.apply_async(args=args, task_id=task_id)
+    return lambda *args, task_id: task.apply_async(args=args, task_id=task_id, **_publish_options())
 
 
 _KINDS: dict[str, tuple[Callable[[Sequence[object]], tuple[Any, ...]], Callable[..., AsyncResult]]] = {
@@ -159,13 +170,13 @@ def _dispatch(spec: JobSpec, job_id: str) -> None:
     send(*spec.args, task_id=job_id)
 
 
-def submit(spec: JobSpec, submitted_by: str) -> Job:
+def submit(spec: JobSpec, owner: AbstractBaseUser | None, submitted_by: str) -> Job:
     """Record the job and send its task once the row is committed.
 
     A broker that refuses the task (down, no confirm) leaves the row NOT_QUEUED and raises, so
     the caller answers 503; a database that is down raises before anything is sent.
     """
-    job = Job(kind=spec.kind, args=list(spec.args), submitted_by=submitted_by)
+    job = Job(kind=spec.kind, args=list(spec.args), owner=owner, submitted_by=submitted_by)
     try:
         with transaction.atomic():
             job.save()
@@ -180,9 +191,3 @@ def submit(spec: JobSpec, submitted_by: str) -> Job:
         )
         raise
     return job
-
-
-def job_status(task_id: str) -> dict[str, Any] | None:
-    """The job's state as its row says (the worker keeps it current); None for an unknown id."""
-    job = Job.objects.filter(id=task_id).first()
-    return job.as_status() if job else None

@@ -1,11 +1,15 @@
-"""Shared fixtures: a real Redis (started by run_tests.py), an in-process Celery worker, the job rows."""
+"""Shared fixtures: the real Redis and RabbitMQ (started by run_tests.py), an in-process Celery worker, the job rows."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,13 @@ from django.db import connections
 from django.test import Client
 from jobs.models import Job
 
-TASK_QUEUES = ["default", "high", "low"]
+pytest_plugins = ["tests.fixtures"]
+
+# Every queue the app routes to (base.py's CELERY_TASK_QUEUES): a worker consumes them all.
+TASK_QUEUES = [queue.name for queue in celery_app.conf.task_queues]
 RESULT_TIMEOUT = 30
 POLL_SECONDS = 0.02
+RABBITMQCTL_TIMEOUT = 60
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -37,6 +45,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     name = settings.DATABASES["default"]["TEST"]["NAME"]
     for suffix in ("-wal", "-shm"):
         Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def task_queues_declared() -> None:
+    """The broker as a deployed app leaves it: the task queues exist (a worker declares them when
+    it starts, and they are durable), whether or not a test runs a worker."""
+    with celery_app.connection_for_write() as conn:
+        for queue in celery_app.amqp.queues.values():
+            queue(conn.default_channel).declare()
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +70,7 @@ def app_redis() -> redis.Redis:
 
 @pytest.fixture(scope="module")
 def celery_worker(django_db_setup: None, django_db_blocker) -> Iterator[WorkController]:
-    """A real worker in a thread, consuming every queue of the in-memory broker.
+    """A real worker in a thread, consuming every task queue of the test RabbitMQ node.
 
     Its task_prerun/task_postrun handlers (jobs.signals) update job rows from the worker's own
     thread and database connection: the test database must exist first (django_db_setup) and
@@ -65,16 +82,128 @@ def celery_worker(django_db_setup: None, django_db_blocker) -> Iterator[WorkCont
     # What `celery worker` does before it starts (celery.apps.worker): tasks are traced with the
     # node name as request.hostname, which is what a job row records as its worker.
     setup_worker_optimizations(celery_app, hostname)
-    # Messages left by earlier tests that only submitted jobs must not run here.
+    # Messages left in the task queues by earlier tests that only submitted jobs must not run here.
     celery_app.control.purge()
     try:
         with (
             django_db_blocker.unblock(),
-            start_worker(celery_app, pool="solo", queues=TASK_QUEUES, shutdown_timeout=30, hostname=hostname) as worker,
+            start_worker(
+                celery_app,
+                pool="solo",
+                queues=TASK_QUEUES,
+                shutdown_timeout=30,
+                hostname=hostname,
+                # Celery's blocking loop, as for a transport without an event loop. In the event
+                # loop a solo pool's acknowledgement waits for the loop's next turn, which with
+                # this worker's timers comes up to 10 s later, and until then the broker holds
+                # back the queue's next message (prefetch 1): every task after an idle spell would
+                # start 10 s late, and stopping the worker would take as long.
+                use_eventloop=False,
+            ) as worker,
         ):
             yield worker
     finally:
         reset_worker_optimizations(celery_app)
+
+
+@dataclass(frozen=True)
+class RabbitMQ:
+    """The test node's admin handle: rabbitmqctl for what only the broker knows (queue types,
+    policies, channels) and its OS process, to pause it. Queue depths: ``queue_depth``, over AMQP."""
+
+    ctl_path: str
+    ctl_env: dict[str, str]
+    beam_pid: int
+    vhost: str
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run(
+            [self.ctl_path, "--quiet", *args],
+            env=self.ctl_env,
+            capture_output=True,
+            text=True,
+            timeout=RABBITMQCTL_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    def ctl_json(self, *args: str) -> Any:
+        return json.loads(self.ctl(*args, "--formatter", "json"))
+
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """The vhost's queues as the broker has them: type, arguments, the policy applied, messages."""
+        rows = self.ctl_json(
+            "list_queues", "-p", self.vhost, "name", "type", "arguments", "policy", "messages", "consumers"
+        )
+        return {row["name"]: row for row in rows}
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        """The vhost's policies by name, each definition decoded (rabbitmqctl gives it as a JSON string)."""
+        rows = self.ctl_json("list_policies", "-p", self.vhost)
+        return {row["name"]: {**row, "definition": json.loads(row["definition"])} for row in rows}
+
+    def set_policy(self, name: str, pattern: str, definition: dict[str, Any], priority: int) -> None:
+        # "queues": Debian 12's RabbitMQ (3.10) has no "quorum_queues" yet.
+        self.ctl(
+            "set_policy",
+            "-p",
+            self.vhost,
+            "--priority",
+            str(priority),
+            "--apply-to",
+            "queues",
+            name,
+            pattern,
+            json.dumps(definition),
+        )
+
+    def clear_policy(self, name: str) -> None:
+        self.ctl("clear_policy", "-p", self.vhost, name)
+
+    def channels(self) -> list[dict[str, Any]]:
+        return self.ctl_json("list_channels", "name", "vhost", "confirm", "messages_unconfirmed")
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The node frozen (SIGSTOP): its sockets accept and buffer, nothing answers. Resumed after."""
+        os.kill(self.beam_pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.beam_pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> RabbitMQ:
+    missing = [name for name in ("RABBITMQCTL", "RABBITMQCTL_HOME", "RABBITMQ_BEAM_PID") if not os.environ.get(name)]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not set: run the suite with `python3 app/run_tests.py`")
+    return RabbitMQ(
+        ctl_path=os.environ["RABBITMQCTL"],
+        # rabbitmqctl reads RABBITMQ_NODENAME and ERL_EPMD_PORT from the environment, the cookie from $HOME.
+        ctl_env={**os.environ, "HOME": os.environ["RABBITMQCTL_HOME"]},
+        beam_pid=int(os.environ["RABBITMQ_BEAM_PID"]),
+        vhost=celery_app.connection_for_write().virtual_host,
+    )
+
+
+def queue_depth(name: str) -> int:
+    """Messages ready in a queue, from the broker (a passive declare: the queue must exist)."""
+    with celery_app.connection_for_write() as conn:
+        return conn.default_channel.queue_declare(queue=name, passive=True).message_count
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(POLL_SECONDS)
 
 
 @pytest.fixture

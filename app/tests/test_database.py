@@ -29,10 +29,10 @@ def _database_down(*args: object, **kwargs: object) -> None:
 def test_a_database_error_in_an_api_view_answers_503_json_with_retry_after(
     api_client: Client, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
 ):
-    def database_down(task_id: str) -> None:
+    def database_down(*args: object) -> None:
         raise error("connection already closed")
 
-    monkeypatch.setattr(views, "job_status", database_down)
+    monkeypatch.setattr(views, "_jobs_of", database_down)
     response = api_client.get(f"/api/jobs/{UNKNOWN_JOB}/")
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
@@ -40,12 +40,14 @@ def test_a_database_error_in_an_api_view_answers_503_json_with_retry_after(
     assert response["Retry-After"] == "5"
 
 
-def test_a_database_error_in_a_page_answers_503_text_with_retry_after(monkeypatch: pytest.MonkeyPatch):
+def test_a_database_error_in_a_page_answers_503_json_with_retry_after(
+    user_client: Client, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setattr(views, "submit", _database_down)
-    response = Client().post("/", {"kind": "add", "x": 1, "y": 2})
+    response = user_client.post("/", {"kind": "add", "x": 1, "y": 2})
     assert response.status_code == 503
-    assert response["Content-Type"] == "text/plain; charset=utf-8"
-    assert response.content.decode() == f"{UNAVAILABLE}\n"
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": UNAVAILABLE}
     assert response["Retry-After"] == "5"
 
 
@@ -61,7 +63,7 @@ def test_a_database_error_while_submitting_through_the_api_answers_503(
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unreachable_database_answers_503_instead_of_500(
-    api_client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    api_client: Client, user_client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     # A real failure to connect, raised by the driver: the database file's directory is gone.
     connection.close()
@@ -71,18 +73,18 @@ def test_an_unreachable_database_answers_503_instead_of_500(
     assert submitted.json() == {"error": UNAVAILABLE}
     status = api_client.get(f"/api/jobs/{UNKNOWN_JOB}/")
     assert (status.status_code, status["Retry-After"]) == (503, "5")
-    page = Client().post("/", {"kind": "add", "x": 1, "y": 2})
-    assert (page.status_code, page["Retry-After"], page.content.decode()) == (503, "5", f"{UNAVAILABLE}\n")
+    page = user_client.post("/", {"kind": "add", "x": 1, "y": 2})
+    assert (page.status_code, page["Retry-After"], page.json()) == (503, "5", {"error": UNAVAILABLE})
     database = Client().get("/healthz").json()["checks"]["database"]
     assert database["ok"] is False
     assert "unable to open database file" in database["error"]
 
 
 def test_other_errors_are_not_turned_into_503(monkeypatch: pytest.MonkeyPatch):
-    def bug(task_id: str) -> None:
+    def bug(*args: object) -> None:
         raise ValueError("a bug, not an outage")
 
-    monkeypatch.setattr(views, "job_status", bug)
+    monkeypatch.setattr(views, "_jobs_of", bug)
     client = Client(raise_request_exception=False, headers={"Authorization": "Bearer test-api-token"})
     response = client.get(f"/api/jobs/{UNKNOWN_JOB}/")
     assert response.status_code == 500
@@ -94,9 +96,10 @@ def test_check_database_reports_the_sqlite_vendor():
     assert Client().get("/healthz").json()["checks"]["database"]["vendor"] == "sqlite"
 
 
-def test_healthz_reports_the_database_failed_when_it_cannot_be_reached(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("probe", ["/readyz", "/healthz"])
+def test_the_probes_report_the_database_failed_when_it_cannot_be_reached(monkeypatch: pytest.MonkeyPatch, probe: str):
     monkeypatch.setattr(connection, "cursor", _database_down)
-    response = Client().get("/healthz")
+    response = Client().get(probe)
     assert response.status_code == 503
     database = response.json()["checks"]["database"]
     assert database["ok"] is False

@@ -70,11 +70,14 @@ def test_the_worker_records_success_with_the_result_and_the_finish_time(
     }
 
 
-def test_a_job_submitted_through_the_ui_is_run_and_recorded_by_the_worker(celery_worker: WorkController):
-    client = Client()
-    assert client.post("/", {"kind": "urgent", "text": "page the on-call"}).status_code == 302
-    job = wait_for_job(client.session["jobs"][0]["id"])
+def test_a_job_submitted_through_the_ui_is_run_and_recorded_by_the_worker(
+    celery_worker: WorkController, user_client: Client
+):
+    response = user_client.post("/", {"kind": "urgent", "text": "page the on-call"})
+    assert response.status_code == 302
+    job = wait_for_job(response["Location"].rstrip("/").rsplit("/", 1)[-1])
     assert (job.submitted_by, job.state, job.worker) == ("ui", Job.State.SUCCESS, celery_worker.hostname)
+    assert job.owner.username == "alice"
     assert job.result == {
         "kind": "urgent",
         "message": "page the on-call",

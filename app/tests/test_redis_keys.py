@@ -17,11 +17,14 @@ import pytest
 import redis
 from config.settings.env import redis_db_url
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.test import Client
 from jobs import tasks, workflows
+from jobs.models import Charge, Job
 
 from tests.conftest import RESULT_TIMEOUT
+from tests.fixtures import PASSWORD, make_user
 
 KEY_PATTERNS = ("cache:*", "session:*", "celery:*", "app:*")
 CHANNEL_PATTERNS = ("celery:*",)
@@ -83,7 +86,15 @@ class CommandRecorder:
 def _exercise_every_writer() -> None:
     tasks.heartbeat.delay().get(timeout=RESULT_TIMEOUT)
     caches["default"].set("probe", "value", timeout=60)
-    Client().get("/api/session/")
+    user = make_user(f"keys-{uuid.uuid4().hex[:8]}")
+    browser = Client()
+    browser.post("/accounts/login/", {"username": user.get_username(), "password": "not-the-password"})
+    browser.post("/accounts/login/", {"username": user.get_username(), "password": PASSWORD})
+    assert browser.get("/api/session/").status_code == 200
+    submitted = Client(headers={"Authorization": f"Bearer {settings.APP_API_TOKEN}"}).post(
+        "/api/jobs/", data='{"kind": "add", "args": [1, 2]}', content_type="application/json"
+    )
+    assert submitted.status_code == 202
     assert Client().get("/healthz").status_code == 200
     tasks.add.delay(1, 2).get(timeout=RESULT_TIMEOUT)
     workflows.sum_of_squares(4).apply_async().get(timeout=RESULT_TIMEOUT)
@@ -96,8 +107,15 @@ def _exercise_every_writer() -> None:
 def recorded(django_db_setup, django_db_blocker, celery_worker) -> tuple[set[tuple[int, str]], set[str]]:
     """Keys and channels of every command run while each writer is exercised once."""
     recorder = CommandRecorder(os.environ.get("REDIS_ADMIN_URL") or settings.REDIS_URL)
-    with django_db_blocker.unblock(), recorder:
-        _exercise_every_writer()
+    with django_db_blocker.unblock():
+        try:
+            with recorder:
+                _exercise_every_writer()
+        finally:
+            # Outside any test's transaction: what the writers left in the database must not
+            # leak into the next module's tests.
+            for model in (Job, Charge, get_user_model()):
+                model.objects.all().delete()
     return recorder.keys_and_channels()
 
 
@@ -120,6 +138,9 @@ def test_every_channel_the_app_uses_matches_the_acl_channel_patterns(recorded):
         (0, "app:beat:last"),
         (0, "app:flaky:*"),
         (0, "app:runs:*"),
+        (0, "app:rate:service:*"),
+        (0, "app:login:user:*"),
+        (0, "app:login:addr:*"),
         (1, "cache:1:probe"),
         (1, "cache:1:health"),
         (2, "session:1:django.contrib.sessions.cache*"),

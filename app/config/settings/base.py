@@ -12,7 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from .env import env_bool, env_int, env_list, env_str, redis_db_url
+from .env import env_float, env_int, env_list, env_str, redis_db_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -28,14 +28,17 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "access",
     "jobs",
     "health",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "config.middleware.DatabaseUnavailableMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # PostgreSQL, Redis or RabbitMQ down: 503 + JSON error, never a 500.
+    "config.middleware.DependencyUnavailableMiddleware",
+    # Django's, answering 503 when a session cannot be saved.
+    "config.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -65,6 +68,9 @@ TEMPLATES = [
 # the tests and local development. Migrations run as the owner role: the deploy passes its URL
 # (DATABASE_OWNER_URL) to the migrate command only, never to the running app.
 DATABASE_URL = env_str("DATABASE_OWNER_URL") or env_str("DATABASE_URL")
+# Seconds PostgreSQL has to answer any round trip (config.db): a server that hangs costs a request
+# this long, then a 503. 0 = no deadline, which is what the migrations get (they run as the owner).
+DATABASE_QUERY_TIMEOUT = 0.0 if env_str("DATABASE_OWNER_URL") else env_float("DATABASE_QUERY_TIMEOUT", 2.0, minimum=0)
 if DATABASE_URL:
     # Persistent connections, checked before reuse: a web thread keeps one (the connection
     # budget counts processes x threads); Celery closes its own around every task.
@@ -74,8 +80,13 @@ if DATABASE_URL:
         ),
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # A dead PostgreSQL must fail a request (and /healthz) in seconds, not after the OS timeout.
-        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+        # Django's backend plus a deadline on every round trip (config/db/base.py), and libpq's
+        # own on connecting (2 s is its minimum): PostgreSQL stopped or hanging fails a request
+        # (and /readyz) within about 2.5 s, not after the OS timeout or never.
+        DATABASES["default"]["ENGINE"] = "config.db"
+        _OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+        _OPTIONS.setdefault("connect_timeout", 2)
+        _OPTIONS["query_timeout"] = DATABASE_QUERY_TIMEOUT
 else:
     DATABASES = {
         "default": {
@@ -109,8 +120,9 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_RESULTS_URL = redis_db_url(REDIS_URL, 0)
 REDIS_CACHE_URL = redis_db_url(REDIS_URL, 1)
 REDIS_SESSIONS_URL = redis_db_url(REDIS_URL, 2)
-# A Redis outage must cost a request a second or two, not a hung Apache thread.
-REDIS_SOCKET_TIMEOUT = 2.0
+# A Redis outage must cost a request a second, not a hung Apache thread: one attempt per command
+# (redis-py's clients here do not retry), bounded by these timeouts.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 1.0, minimum=0.1)
 
 _REDIS_CACHE_OPTIONS = {
     "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
@@ -133,15 +145,51 @@ CACHES = {
 }
 # Sessions live in Redis (persisted there) rather than in the database so that any web node
 # serves any user and a web restart logs nobody out.
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# Only logged-in users have sessions (nothing anonymous writes to one), and they end after
+# SESSION_COOKIE_AGE. config.sessions says "unavailable" (503) when Redis is down instead of
+# logging the user out.
+SESSION_ENGINE = "config.sessions"
 SESSION_CACHE_ALIAS = "sessions"
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_AGE", 12 * 60 * 60, minimum=60)
 
+# Logins: the app's page and the admin's, both throttled (access.throttle).
+AUTHENTICATION_BACKENDS = ["access.throttle.ThrottledModelBackend"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "index"
+LOGOUT_REDIRECT_URL = "login"
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
+LOGIN_MAX_FAILURES_PER_USER = env_int("LOGIN_MAX_FAILURES_PER_USER", 5, minimum=1)
+LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
+# The admin lives here rather than at /admin/, which every scanner tries first.
+ADMIN_PATH = env_str("DJANGO_ADMIN_PATH", "backoffice/").strip("/") + "/"
+
+# The API: users' tokens live hashed in the database (manage.py api_token); the service token
+# comes from the inventory, and during a rotation the previous one is accepted as well.
 APP_API_TOKEN = env_str("APP_API_TOKEN")
+APP_API_TOKEN_PREVIOUS = env_str("APP_API_TOKEN_PREVIOUS")
+APP_API_MAX_BODY_BYTES = env_int("APP_API_MAX_BODY_BYTES", 4096, minimum=256)
+# Submission limits per caller (access.limits): jobs a minute, and unfinished jobs at once.
+APP_SUBMIT_RATE_PER_MINUTE = env_int("APP_SUBMIT_RATE_PER_MINUTE", 30, minimum=1)
+APP_MAX_ACTIVE_JOBS = env_int("APP_MAX_ACTIVE_JOBS", 10, minimum=1)
+APP_SERVICE_SUBMIT_RATE_PER_MINUTE = env_int("APP_SERVICE_SUBMIT_RATE_PER_MINUTE", 600, minimum=1)
+APP_SERVICE_MAX_ACTIVE_JOBS = env_int("APP_SERVICE_MAX_ACTIVE_JOBS", 200, minimum=1)
+# How a web request publishes a task (jobs.submit): a confirm waited for this long (a quorum
+# queue confirms in milliseconds), then one reconnection (kombu walks the failover list) without
+# a pause. With CELERY_BROKER_CONNECTION_TIMEOUT, a broker that is down or hangs costs the
+# request about 1.5 s at most, then a 503.
+APP_PUBLISH_CONFIRM_TIMEOUT = env_float("APP_PUBLISH_CONFIRM_TIMEOUT", 0.5, minimum=0.1)
+APP_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 # How often beat sends jobs.heartbeat, and how old its last one may be before /healthz fails.
 CELERY_HEARTBEAT_SECONDS = env_int("CELERY_HEARTBEAT_SECONDS", 10, minimum=1)
 HEALTH_BEAT_MAX_AGE = env_int("HEALTH_BEAT_MAX_AGE", 3 * CELERY_HEARTBEAT_SECONDS, minimum=1)
 HEALTH_WORKER_PING_CACHE_SECONDS = env_int("HEALTH_WORKER_PING_CACHE_SECONDS", 15, minimum=0)
+# How long /readyz and /healthz reuse their results (per process): probes cannot hammer the backends.
+HEALTH_CACHE_SECONDS = env_float("HEALTH_CACHE_SECONDS", 5.0, minimum=0)
+# Who sees the checks' detail (hosts, errors): these networks (load balancers, monitoring) and
+# logged-in staff; everyone else gets the bare status.
+HEALTH_DETAIL_NETWORKS = env_list("HEALTH_DETAIL_NETWORKS", ["127.0.0.0/8", "::1/128"])
+HEALTH_MAX_QUEUE_DEPTH = env_int("HEALTH_MAX_QUEUE_DEPTH", 10000, minimum=1)
 
 # Celery: config/celery.py reads every CELERY_* setting below (namespace "CELERY").
 
@@ -151,8 +199,12 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5
 # message (written to a quorum of nodes), so an accepted job is never lost in a broker crash.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Connecting (TCP and the AMQP handshake) to one node: a node that hangs is given up this fast
+# (workers retry for ever; a web request tries twice, see APP_PUBLISH_RETRY_POLICY).
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 0.5, minimum=0.1)
 
-CELERY_RESULT_BACKEND = REDIS_RESULTS_URL
+# Celery's Redis backend without the per-task subscription producers make (config/results.py).
+CELERY_RESULT_BACKEND = "config.results:ProducerFriendlyRedisBackend+" + REDIS_RESULTS_URL
 # Prefixes result keys and the pub/sub channels (a result is published on its key) so the ACL
 # can confine the app to celery:*.
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": "celery:"}
@@ -183,12 +235,15 @@ CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
 _TASK_EXCHANGE = Exchange("tasks", type="topic")
 CELERY_TASK_QUEUES = [
     Queue(name, _TASK_EXCHANGE, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
-    for name in ("default", "high", "low")
+    for name in ("default", "high", "low", "heartbeat")
 ]
 CELERY_TASK_ROUTES = {
     "jobs.urgent": {"queue": "high"},
-    # The liveness signal must not wait behind a backlog of bulk work on "default".
-    "jobs.heartbeat": {"queue": "high"},
+    # The liveness signal has a queue of its own: it never waits behind a backlog, and RabbitMQ's
+    # policy for it (the rabbitmq role's "liveness") keeps at most one message and has no
+    # dead-letter exchange, so heartbeats that expire while the workers are down are dropped
+    # instead of filling the dead-letter queue.
+    "jobs.heartbeat": {"queue": "heartbeat"},
     "jobs.report": {"queue": "low"},
 }
 
@@ -251,6 +306,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# The load balancer probes /healthz over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$"]
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+# Load balancers and monitoring may probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^readyz$", r"^healthz$"]
+# HSTS is Apache's (apache_hsts_*): it sets the header on every response, static files and its
+# own errors included; Django setting it too would be a second place to keep in step.
+SECURE_HSTS_SECONDS = 0
+SILENCED_SYSTEM_CHECKS = ["security.W004"]

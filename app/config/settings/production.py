@@ -15,7 +15,7 @@ require(ALLOWED_HOSTS, "DJANGO_ALLOWED_HOSTS is required in production (comma-se
 require(APP_API_TOKEN, "APP_API_TOKEN is required in production (the JSON API's bearer token)")
 # Web hosts and workers share one database: a per-host SQLite file would split the jobs.
 require(
-    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+    DATABASES["default"]["ENGINE"] == "config.db",
     "DATABASE_URL must name PostgreSQL in production (postgresql://app:...@db1:5432/app?sslmode=verify-full&...)",
 )
 
@@ -24,8 +24,7 @@ DEBUG = False
 # Apache terminates TLS on the web node itself, so request.is_secure() is true without trusting
 # any proxy header (no SECURE_PROXY_SSL_HEADER on purpose).
 SECURE_SSL_REDIRECT = True
-SECURE_HSTS_SECONDS = 2 * 365 * 24 * 60 * 60
-SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# HSTS: Apache's alone (see base.py).
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 

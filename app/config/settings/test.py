@@ -1,4 +1,4 @@
-"""Settings for the pytest suite: real Redis (REDIS_URL, started by run_tests.py), in-memory broker."""
+"""Settings for the pytest suite: the real Redis and RabbitMQ that run_tests.py starts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
+from .env import env_str
 
 SECRET_KEY = "test-only-secret-key-never-used-outside-the-test-suite-0123456789"  # noqa: S105
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
@@ -37,11 +40,14 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# The tests run a Celery worker in a thread on kombu's in-memory transport; the result backend
-# stays the real Redis so chords, pub/sub and the ACL are exercised for real.
-CELERY_BROKER_URL = "memory://"
-# The in-memory transport polls (1 s by default): poll fast so the suite does not wait on it.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
+# The broker is the throwaway RabbitMQ node run_tests.py starts (the app's user in vhost "app",
+# the production role's policies and dead-letter queue), reached with base.py's own broker
+# settings: publisher confirms, quorum queues, native delayed delivery. Never base.py's
+# default (a guest on the machine's port 5672), which could be somebody's real broker.
+if not env_str("CELERY_BROKER_URL"):
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL is not set: the tests need the RabbitMQ node that `python3 app/run_tests.py` starts"
+    )
 
 # Each /healthz test pings the workers afresh; the one about caching turns it back on.
 HEALTH_WORKER_PING_CACHE_SECONDS = 0

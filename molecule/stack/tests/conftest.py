@@ -25,6 +25,9 @@ HOSTS = [
     "stack-rabbit3",
     "stack-worker",
 ]
+# The user the stack tests log in as (made with django-app-manage create_user).
+USER = "stacker"
+PASSWORD = "stack-user-password-0123"  # noqa: S105 - a throwaway user of the test stack
 # The lab's group_vars generate the secrets next to the inventory that uses them.
 SECRETS = Path(os.environ.get("MOLECULE_INVENTORY_FILE", ".")).parent / ".secrets"
 
@@ -64,10 +67,36 @@ class Site:
             args += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
         return self.json(path, *args)
 
-    def healthz(self) -> tuple[int, dict]:
-        out = self.curl("-w", "\n%{http_code}", f"{SITE}/healthz")
+    def probe(self, path: str) -> tuple[int, dict]:
+        out = self.curl("-w", "\n%{http_code}", f"{SITE}{path}")
         body, _, code = out.rpartition("\n")
         return int(code or 0), json.loads(body) if body.strip().startswith("{") else {}
+
+    def healthz(self) -> tuple[int, dict]:
+        return self.probe("/healthz")
+
+    def readyz(self) -> tuple[int, dict]:
+        return self.probe("/readyz")
+
+    def timed(self, method: str, path: str, *args: str) -> tuple[int, float]:
+        """Status and seconds of one request (curl's own total time)."""
+        out = self.curl("-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-X", method, *args, f"{SITE}{path}")
+        code, seconds = out.split()
+        return int(code), float(seconds)
+
+    def login(self, jar: str, username: str = USER) -> None:
+        """Log ``username`` in (created on first use, as an operator would) into the cookie ``jar``."""
+        created = self.host.run(
+            f"printf '%s\\n' {shlex.quote(PASSWORD)} | django-app-manage create_user {username} --password-stdin"
+        )
+        assert created.rc == 0 or "exists already" in created.stderr, created.stderr
+        page = self.curl("-c", jar, f"{SITE}/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = f"username={username}&password={PASSWORD}&csrfmiddlewaretoken={token}"
+        code = self.status(
+            "/accounts/login/", "-b", jar, "-c", jar, "-H", "Referer: https://localhost/", "--data", form
+        )
+        assert code == 302, f"login of {username} answered {code}"
 
 
 @pytest.fixture

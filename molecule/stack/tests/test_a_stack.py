@@ -74,9 +74,40 @@ def test_a_charge_redelivered_to_another_worker_process_charges_once(site):
     assert rows == 1, rows
 
 
+def test_anonymous_callers_cannot_queue_work(site):
+    jar = "/tmp/anonymous-cookies"
+    # Even with a valid CSRF token (CSRF is not authentication), the form sends them to log in.
+    page = site.curl("-c", jar, f"{SITE}/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = ["-b", jar, "-X", "POST", "-H", "Referer: https://localhost/"]
+    data = ["--data", f"kind=sleep&seconds=120&csrfmiddlewaretoken={token}"]
+    out = site.curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", *form, *data, f"{SITE}/")
+    assert out == "302 https://localhost/accounts/login/?next=/", out
+    body = ["-H", "Content-Type: application/json", "--data", '{"kind": "chord", "args": [100]}']
+    assert site.status("/api/jobs/", "-X", "POST", *body) == 401
+    assert site.status("/api/jobs/", "-X", "POST", "-H", "Authorization: Bearer not-a-token", *body) == 401
+    # No session for anyone who has not logged in.
+    assert "sessionid" not in site.curl("-D", "-", "-o", "/dev/null", f"{SITE}/accounts/login/")
+
+
+def test_a_users_token_made_by_the_operator_sees_only_their_jobs(site):
+    site.login("/tmp/token-user-cookies")
+    token = site.host.check_output("django-app-manage api_token create stacker --name stack-test 2>/dev/null")
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    body = ["-X", "POST", "-H", "Content-Type: application/json", "--data", '{"kind": "add", "args": [4, 5]}']
+    mine = site.json("/api/jobs/", *auth, *body)["id"]
+    services = site.api("POST", "/api/jobs/", {"kind": "add", "args": [1, 1]})["id"]
+    assert wait_for_job(site, services)["result"] == 2
+    assert site.status(f"/api/jobs/{mine}/", *auth) == 200
+    assert site.status(f"/api/jobs/{services}/", *auth) == 404
+    site.host.run_expect([0], f"django-app-manage api_token revoke {token[:12]}")
+    assert site.status(f"/api/jobs/{mine}/", *auth) == 401
+
+
 def test_ui_submission_is_csrf_protected_and_runs(site):
     jar = "/tmp/ui-cookies"
-    page = site.curl("-c", jar, f"{SITE}/")
+    site.login(jar)
+    page = site.curl("-b", jar, "-c", jar, f"{SITE}/")
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     refused = site.status("/", "-b", jar, "-X", "POST", "--data", "kind=add&x=2&y=3")
     assert refused == 403, "a POST without the CSRF token was accepted"
@@ -99,8 +130,15 @@ def test_ui_submission_is_csrf_protected_and_runs(site):
     )
     location = re.search(r"^location: (\S+)", headers, re.MULTILINE | re.IGNORECASE).group(1)
     job_id = location.rstrip("/").rsplit("/", 1)[-1]
-    done = wait_for_job(site, job_id)
-    assert done["result"] == 5, done
+    # The user's job: its page's status, not the service token's API (which does not see it).
+    status: dict = {}
+
+    def finished() -> bool:
+        status.update(site.json(f"/jobs/{job_id}/status/", "-b", jar))
+        return status.get("ready") is True
+
+    wait_for(finished, 60, message=f"job {job_id} finished")
+    assert status["result"] == 5, status
     assert job_id in site.curl("-b", jar, f"{SITE}/")
 
 
@@ -146,6 +184,8 @@ def test_celery_queues_are_quorum_queues_under_the_roles_policy(broker):
         assert queues[name]["policy"] == "quorum-defaults", queues[name]
         assert len(queues[name]["members"]) == 3, queues[name]
     assert queues["dead-letters"]["policy"] == "dead-letter-queue", queues["dead-letters"]
+    assert queues["heartbeat"]["type"] == "quorum", queues["heartbeat"]
+    assert queues["heartbeat"]["policy"] == "liveness", queues["heartbeat"]
 
 
 DELAYED = """

@@ -29,6 +29,12 @@ class Command(BaseCommand):
         if connection.vendor != "postgresql":
             call_command("migrate", database=options["database"], interactive=False, verbosity=options["verbosity"])
             return
+        # Waiting for another deploy's lock, and the migrations themselves, take as long as they
+        # take: no client-side query deadline (config.db) on this connection, whichever URL it uses
+        # (the deploy's owner URL has none; a run by hand with the runtime URL would have one).
+        connection.close()
+        if "query_timeout" in connection.settings_dict["OPTIONS"]:
+            connection.settings_dict["OPTIONS"]["query_timeout"] = 0
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('lock_timeout', %s, false)", [options["lock_timeout"]])
             cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])

@@ -17,6 +17,10 @@ POOL = {"name": "default", "queues": ["default"]}
         ("celery_pools", []),
         ("celery_pools", [{"name": "default", "queues": []}]),
         ("celery_pools", [{**POOL, "concurrency": 0}]),
+        # No pool consumes the heartbeat queue: beat's heartbeats would never run.
+        ("celery_pools", [{"name": "default", "queues": ["default", "high", "low"]}]),
+        # The scenario's task time limit is 60 s: a 60 s consumer_timeout is not above it.
+        ("celery_consumer_timeout_seconds", 60),
         ("celery_beat_group", "beat_pair"),
     ],
 )

@@ -19,12 +19,14 @@ testinfra_hosts = ["ansible://django-app-trixie"]
 
 ROOT = "/srv/django-app"
 APP = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]).parent.parent / "app"
+# The app's newest migration: the test migrations come after it.
+LATEST = max(path.stem for path in (APP / "jobs" / "migrations").glob("[0-9][0-9][0-9][0-9]_*.py"))
 NEW_MIGRATION = """
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("jobs", "0001_initial")]
+    dependencies = [("jobs", "LATEST")]
     operations = [
         migrations.CreateModel(name="Probe", fields=[("id", models.BigAutoField(primary_key=True))]),
     ]
@@ -43,7 +45,7 @@ def fail(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("jobs", "0001_initial")]
+    dependencies = [("jobs", "LATEST")]
     operations = [migrations.RunPython(fail)]
 """
 
@@ -83,7 +85,7 @@ def deploy_both(app_source: Path):
 
 
 def test_a_new_migration_runs_once_for_both_hosts_before_they_switch(host, app_copy):
-    (app_copy / "jobs" / "migrations" / "0002_probe.py").write_text(NEW_MIGRATION)
+    (app_copy / "jobs" / "migrations" / "9001_probe.py").write_text(NEW_MIGRATION.replace("LATEST", LATEST))
     models = app_copy / "jobs" / "models.py"
     models.write_text(models.read_text() + NEW_MODEL)
     run = deploy_both(app_copy)
@@ -120,7 +122,7 @@ def test_failed_migration_leaves_every_host_on_its_release(host, app_copy):
         for name in ("django-app-trixie", "django-app-bookworm")
     }
     migrations = app_copy / "jobs" / "migrations"
-    (migrations / "0002_fails.py").write_text(BROKEN_MIGRATION)
+    (migrations / "9002_fails.py").write_text(BROKEN_MIGRATION.replace("LATEST", LATEST))
     run = deploy_both(app_copy)
     assert run.returncode != 0, "the deploy with a failing migration succeeded"
     assert "this migration fails on purpose" in run.output
