@@ -1,4 +1,4 @@
-"""What the app keeps in PostgreSQL: the jobs people submit, and the charges tasks make."""
+"""What the app keeps in PostgreSQL: the jobs people submit, and the effects tasks have (charges, notifications)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,12 @@ class Job(models.Model):
         FAILURE = "FAILURE"
         # The row was written but the broker refused the task: nothing will run.
         NOT_QUEUED = "NOT_QUEUED"
+        # No outcome came within the longest a run can take (jobs.reconcile): its worker died for
+        # good, or RabbitMQ dead-lettered its message after the delivery limit. Not final: a
+        # delivery that is still to come records its outcome over it.
+        LOST = "LOST"
 
-    FINISHED = (State.SUCCESS, State.FAILURE, State.NOT_QUEUED)
+    FINISHED = (State.SUCCESS, State.FAILURE, State.NOT_QUEUED, State.LOST)
 
     # The Celery task id too: a worker finds its job by the id of the task it runs.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -92,3 +96,20 @@ class Charge(models.Model):
             "charge_id": str(self.charge_id),
             "charged_at": self.charged_at.isoformat(),
         }
+
+
+class Notification(models.Model):
+    """The effect of jobs.send_notification: at most one row per key, whatever the deliveries.
+
+    The key is the task's id unless the caller gives one, and a redelivered message keeps its id.
+    """
+
+    key = models.CharField(max_length=100, unique=True)
+    to = models.CharField(max_length=254)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.to}"
+
+    def as_result(self) -> dict[str, Any]:
+        return {"to": self.to, "key": self.key, "sent_at": self.sent_at.isoformat()}

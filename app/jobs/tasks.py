@@ -1,8 +1,14 @@
 """The tasks; other components (benchmarks, fault tests, beat) call them by these exact names.
 
-Their effects that matter live in PostgreSQL (jobs.models): a job's row is updated by the worker
-that runs it (jobs.signals), and a charge is a row whose unique key makes it happen once. Counters
-the fault tests read (lost or duplicated work) and beat's heartbeat live in Redis under ``app:``.
+Every task's message may be delivered more than once (acks_late: a worker lost in the middle hands
+it back), so every effect is made safe to repeat:
+- the effects that matter live in PostgreSQL (jobs.models) under a unique key: a charge (the
+  caller's idempotency key), a notification (the task's id, which a redelivery keeps), a job's
+  row (updated by the worker that runs it, jobs/signals.py, and by jobs.reconcile);
+- jobs.flaky records each attempt (task id and retry number) in a Redis set, so a redelivered
+  attempt is not counted twice; jobs.heartbeat overwrites one time stamp.
+- jobs.sleep and jobs.record are the exception on purpose: they count executions, which is what
+  the fault tests measure (lost work: 0, duplicated work: more than 1).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from typing import Any
 
 from celery import Task, shared_task
 from config.redis import app_key, get_redis
+from django.conf import settings
 from django.db import OperationalError
 
-from .models import Charge
+from .models import Charge, Notification
+from .reconcile import settle_stale_jobs
 
 FLAKY_ATTEMPTS_TTL_SECONDS = 24 * 60 * 60
 RUN_COUNTER_TTL_SECONDS = 7 * 24 * 60 * 60
@@ -64,10 +72,15 @@ def tsum(numbers: list[int]) -> int:
     max_retries=5,
 )
 def flaky(self: Task, fail_times: int, key: str) -> int:
-    """Fail ``fail_times`` times, then succeed; returns the number of attempts it took."""
+    """Fail ``fail_times`` times, then succeed; returns the number of attempts it took.
+
+    Each attempt is a member of the set ``app:flaky:<key>`` (task id and retry number), so the set
+    counts attempts, not deliveries: a redelivered attempt adds nothing.
+    """
     attempts_key = app_key("flaky", key)
     with get_redis().pipeline() as pipe:
-        pipe.incr(attempts_key).expire(attempts_key, FLAKY_ATTEMPTS_TTL_SECONDS).execute()
+        pipe.sadd(attempts_key, f"{self.request.id}:{self.request.retries}")
+        pipe.expire(attempts_key, FLAKY_ATTEMPTS_TTL_SECONDS).execute()
     if self.request.retries < fail_times:
         raise TransientError(f"attempt {self.request.retries + 1} of {fail_times + 1} fails on purpose")
     return self.request.retries + 1
@@ -108,9 +121,16 @@ def charge(idempotency_key: str, amount: int) -> dict[str, Any]:
     return charged.as_result()
 
 
-@shared_task(name="jobs.send_notification", rate_limit="30/m")
-def send_notification(to: str) -> dict[str, str]:
-    return {"to": to, "status": "sent"}
+@shared_task(bind=True, name="jobs.send_notification", rate_limit="30/m")
+def send_notification(self: Task, to: str, key: str | None = None) -> dict[str, Any]:
+    """Send once per key: the caller's, else the task's id (a redelivered message keeps its id).
+
+    The sample sends nothing: the row is the notification. A real sender passes the key to its
+    provider as the provider's idempotency key (e-mail and SMS APIs take one) before writing the
+    row, which makes send-then-record safe to repeat as jobs.charge is.
+    """
+    notification, _ = Notification.objects.get_or_create(key=key or self.request.id, defaults={"to": to})
+    return notification.as_result()
 
 
 @shared_task(name="jobs.remind")
@@ -128,6 +148,12 @@ def heartbeat() -> float:
     now = time.time()
     get_redis().set(app_key("beat", "last"), repr(now))
     return now
+
+
+@shared_task(name="jobs.reconcile")
+def reconcile(lost_after_seconds: float | None = None) -> dict[str, int]:
+    """Settle the job rows whose task will never report back (jobs/reconcile.py); beat sends it."""
+    return settle_stale_jobs(settings.JOBS_LOST_AFTER_SECONDS if lost_after_seconds is None else lost_after_seconds)
 
 
 def _count_run(run_id: str, token: str) -> None:

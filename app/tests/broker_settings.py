@@ -8,8 +8,10 @@ native delayed delivery for it.
 
 from __future__ import annotations
 
+import os
+
 from config.settings.test import *  # noqa: F403
-from config.settings.test import CELERY_TASK_QUEUES
+from config.settings.test import CELERY_TASK_QUEUES, DATABASES
 from kombu import Queue
 
 _APP_QUEUE = CELERY_TASK_QUEUES[0]
@@ -23,3 +25,8 @@ CELERY_TASK_QUEUES = [*CELERY_TASK_QUEUES, PREFORK_QUEUE]
 # 10 s would make every delivery of a poison message cost 10-15 s (the pool notices a lost job
 # on its next 5-second round); the behaviour is the same.
 CELERY_WORKER_LOST_WAIT = 0.5
+
+# The test process's own database (tests/test_broker.py passes its path): the job rows this worker
+# updates are the ones the tests wrote and read. SQLite in WAL mode lets the processes share it.
+if os.environ.get("APP_TESTS_DATABASE"):
+    DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["APP_TESTS_DATABASE"]}}

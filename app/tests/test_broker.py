@@ -26,14 +26,15 @@ from celery.exceptions import TimeLimitExceeded
 from config.celery import app as celery_app
 from config.redis import app_key
 from django.conf import settings
+from django.db import connection
 from jobs import tasks
-from jobs.models import Job
+from jobs.models import Charge, Job, Notification
 from jobs.submit import parse_job, submit
 from kombu import Queue
 
 from tests import broker_tasks
 from tests.broker_settings import PREFORK_QUEUE
-from tests.conftest import TASK_QUEUES, RabbitMQ, queue_depth, wait_until
+from tests.conftest import TASK_QUEUES, RabbitMQ, queue_depth, wait_for_job, wait_until
 
 APP_DIR = Path(__file__).resolve().parent.parent
 DLX_QUEUE = "dead-letters"
@@ -98,11 +99,19 @@ def _process_exists(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def prefork_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``celery -A config worker -P prefork -c 1`` consuming ``tests.prefork``: its node name."""
+def prefork_worker(tmp_path_factory: pytest.TempPathFactory, django_db_setup: None) -> Iterator[str]:
+    """``celery -A config worker -P prefork -c 1`` consuming ``tests.prefork``: its node name.
+
+    It updates job rows in the tests' own database (a test that reads them needs
+    ``django_db(transaction=True)``: only committed rows are shared).
+    """
     name = f"prefork-{uuid.uuid4().hex[:8]}@localhost"
     log_path = tmp_path_factory.mktemp("prefork") / "worker.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.broker_settings"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.broker_settings",
+        "APP_TESTS_DATABASE": connection.settings_dict["NAME"],
+    }
     command = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork", "-c", "1",
         "-Q", PREFORK_QUEUE.name, "-I", broker_tasks.__name__, "-n", name, "-l", "INFO",
@@ -218,12 +227,19 @@ def test_a_countdown_waits_in_rabbitmq_not_in_the_worker(prefork_worker: str):
     assert 0 <= lateness < 1.5, f"ran {lateness:.2f} s after its ETA"
 
 
+def _job(kind: str) -> Job:
+    """A job's row, committed, for a task the test sends itself with the row's id."""
+    return Job.objects.create(kind=kind, args=[], submitted_by="api")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_hard_time_limit_kills_the_child_and_the_worker_serves_on(prefork_worker: str, app_redis: redis.Redis):
     key = app_key("tests", uuid.uuid4().hex)
+    job = _job("outlive")
     started = time.monotonic()
     # The limits a task can be sent with, overriding the worker's CELERY_TASK_*TIME_LIMIT (300/270 s).
     result = broker_tasks.outlive_the_soft_limit.apply_async(
-        (key, 60), queue=PREFORK_QUEUE, time_limit=HARD_TIME_LIMIT, soft_time_limit=SOFT_TIME_LIMIT
+        (key, 60), queue=PREFORK_QUEUE, time_limit=HARD_TIME_LIMIT, soft_time_limit=SOFT_TIME_LIMIT, task_id=str(job.id)
     )
     with pytest.raises(TimeLimitExceeded):
         result.get(timeout=HARD_TIME_LIMIT + 30)
@@ -233,11 +249,15 @@ def test_a_hard_time_limit_kills_the_child_and_the_worker_serves_on(prefork_work
     assert "soft_limit_at" in trace, f"the soft limit ({SOFT_TIME_LIMIT} s) never reached the task: {trace}"
     assert HARD_TIME_LIMIT <= ended_after < HARD_TIME_LIMIT + 3, f"failed after {ended_after:.1f} s"
     assert result.state == states.FAILURE
+    # No task_postrun in a killed child: the worker's main process wrote the row (jobs/worker.py).
+    job = wait_for_job(str(job.id), timeout=5)
+    assert (job.state, job.error) == (Job.State.FAILURE, f"TimeLimitExceeded: TimeLimitExceeded({HARD_TIME_LIMIT},)")
     wait_until(lambda: not _process_exists(killed), 10, f"the child {killed} that ran past the hard limit exiting")
     # The worker replaced its child and takes the next task.
     assert broker_tasks.process_id.apply_async(queue=PREFORK_QUEUE).get(timeout=30) != killed
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_poison_message_is_dead_lettered_after_the_delivery_limit(
     prefork_worker: str, rabbitmq: RabbitMQ, app_redis: redis.Redis
 ):
@@ -252,7 +272,8 @@ def test_a_poison_message_is_dead_lettered_after_the_delivery_limit(
     try:
         _purge(DLX_QUEUE)
         key = app_key("tests", uuid.uuid4().hex)
-        result = broker_tasks.kill_own_process.apply_async((key,), queue=PREFORK_QUEUE)
+        job = _job("poison")
+        result = broker_tasks.kill_own_process.apply_async((key,), queue=PREFORK_QUEUE, task_id=str(job.id))
         wait_until(lambda: queue_depth(DLX_QUEUE) == 1, 60, "the poison message in dead-letters")
     finally:
         rabbitmq.clear_policy("tests-poison")
@@ -268,9 +289,79 @@ def test_a_poison_message_is_dead_lettered_after_the_delivery_limit(
     assert int(app_redis.get(key)) == POISON_DELIVERY_LIMIT + 1
     assert queue_depth(PREFORK_QUEUE.name) == 0
     # Requeued each time, then dead-lettered by the broker: the task's last recorded state is the
-    # one its first delivery wrote, and no outcome will follow. Whoever waits for it waits in vain.
+    # one its first delivery wrote, and no worker will write another.
     assert result.state == states.STARTED
+    assert Job.objects.get(id=job.id).state == Job.State.STARTED
     assert broker_tasks.process_id.apply_async(queue=PREFORK_QUEUE).get(timeout=30) > 0
+    # jobs.reconcile settles it, once it has been unsettled longer than any run can take (here:
+    # at once; beat sends it with JOBS_LOST_AFTER_SECONDS).
+    assert tasks.reconcile.apply(kwargs={"lost_after_seconds": 0}).get() == {Job.State.LOST: 1}
+    job.refresh_from_db()
+    assert job.state == Job.State.LOST
+    assert "dead-lettered the message after the delivery limit" in job.error
+
+
+def _deliver_twice(rabbitmq: RabbitMQ, app_redis: redis.Redis, send: Any, task_id: str | None = None) -> str:
+    """Send a task through the prefork worker with ``send(task_id)``; its first delivery dies right
+    after the task returned, unacknowledged, and RabbitMQ delivers it again. Returns its id once
+    the second delivery has finished and been acknowledged."""
+    task_id = task_id or str(uuid.uuid4())
+    app_redis.hset(broker_tasks.REDELIVER, task_id, 0)
+    send(task_id)
+    wait_until(
+        lambda: app_redis.hget(broker_tasks.REDELIVER, f"{task_id}:finished") == "2", 60, "a second finished delivery"
+    )
+    assert app_redis.hget(broker_tasks.REDELIVER, task_id) == "2", "deliveries"
+    # Ready or unacknowledged: none left once the second delivery is acknowledged.
+    wait_until(lambda: rabbitmq.queues()[PREFORK_QUEUE.name]["messages"] == 0, 30, "the second delivery acknowledged")
+    return task_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_charge_charges_once(prefork_worker: str, rabbitmq: RabbitMQ, app_redis: redis.Redis):
+    key = uuid.uuid4().hex
+    _deliver_twice(
+        rabbitmq, app_redis, lambda task_id: tasks.charge.apply_async((key, 300), task_id=task_id, queue=PREFORK_QUEUE)
+    )
+    assert [charge.amount for charge in Charge.objects.filter(idempotency_key=key)] == [300]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_notification_is_sent_once(prefork_worker: str, rabbitmq: RabbitMQ, app_redis: redis.Redis):
+    task_id = _deliver_twice(
+        rabbitmq,
+        app_redis,
+        lambda task_id: tasks.send_notification.apply_async(
+            ("ops@example.test",), task_id=task_id, queue=PREFORK_QUEUE
+        ),
+    )
+    assert [n.to for n in Notification.objects.filter(key=task_id)] == ["ops@example.test"]
+    assert Notification.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_flaky_attempt_is_counted_once(prefork_worker: str, rabbitmq: RabbitMQ, app_redis: redis.Redis):
+    key = uuid.uuid4().hex
+    _deliver_twice(
+        rabbitmq, app_redis, lambda task_id: tasks.flaky.apply_async((0, key), task_id=task_id, queue=PREFORK_QUEUE)
+    )
+    assert app_redis.scard(app_key("flaky", key)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_job_ends_with_one_outcome_on_its_row(
+    prefork_worker: str, rabbitmq: RabbitMQ, app_redis: redis.Redis
+):
+    job = _job("add")
+    _deliver_twice(
+        rabbitmq,
+        app_redis,
+        lambda task_id: tasks.add.apply_async((2, 3), task_id=task_id, queue=PREFORK_QUEUE),
+        task_id=str(job.id),
+    )
+    job = wait_for_job(str(job.id))
+    assert (job.state, job.result, job.error) == (Job.State.SUCCESS, 5, "")
+    assert job.worker == prefork_worker
 
 
 def test_heartbeats_nobody_consumes_are_dropped_not_dead_lettered(rabbitmq: RabbitMQ):

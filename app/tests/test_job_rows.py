@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery import states
 from celery.signals import task_postrun, task_prerun
 from celery.worker import WorkController
+from config.celery import app as celery_app
+from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 from jobs import tasks
 from jobs.models import Job
 
@@ -164,3 +169,53 @@ def test_a_finished_job_is_not_turned_back_into_started_when_its_task_is_deliver
     job = wait_for_job(str(job.id), until=lambda job: job.finished_at is not None)
     assert job.started_at is None
     assert job.finished_at is not None
+
+
+def _unsettled(state: str, started_seconds_ago: float) -> Job:
+    return Job.objects.create(
+        kind="add",
+        args=[1, 1],
+        submitted_by="api",
+        state=state,
+        started_at=timezone.now() - timedelta(seconds=started_seconds_ago),
+    )
+
+
+def test_reconcile_settles_only_the_rows_unsettled_longer_than_a_run_can_take():
+    lost_after = settings.JOBS_LOST_AFTER_SECONDS
+    stale = _unsettled(Job.State.STARTED, lost_after + 5)
+    stale_retry = _unsettled(Job.State.RETRY, lost_after + 5)
+    running = _unsettled(Job.State.STARTED, lost_after - 30)
+    succeeded = _unsettled(Job.State.STARTED, lost_after + 5)
+    failed = _unsettled(Job.State.STARTED, lost_after + 5)
+    # What the result backend knows when the worker could not write the row (database down).
+    celery_app.backend.store_result(str(succeeded.id), {"sum": 2}, states.SUCCESS)
+    celery_app.backend.store_result(str(failed.id), ValueError("bad input"), states.FAILURE)
+
+    settled = tasks.reconcile.apply().get()
+
+    assert settled == {"LOST": 2, "SUCCESS": 1, "FAILURE": 1}
+    rows = {job.id: job for job in Job.objects.all()}
+    for lost in (stale, stale_retry):
+        assert rows[lost.id].state == Job.State.LOST
+        assert rows[lost.id].error.startswith(f"no outcome {lost_after} s after its last start")
+        assert rows[lost.id].finished_at is not None
+    assert (rows[running.id].state, rows[running.id].finished_at) == (Job.State.STARTED, None)
+    assert (rows[succeeded.id].state, rows[succeeded.id].result) == (Job.State.SUCCESS, {"sum": 2})
+    assert (rows[failed.id].state, rows[failed.id].error) == (Job.State.FAILURE, "ValueError: bad input")
+    assert tasks.reconcile.apply().get() == {}
+
+
+def test_a_lost_job_delivered_late_records_its_outcome(api_client: Client):
+    job = _unsettled(Job.State.LOST, settings.JOBS_LOST_AFTER_SECONDS + 5)
+    tasks.add.apply_async((1, 1), task_id=str(job.id)).get(timeout=RESULT_TIMEOUT)
+    job = wait_for_job(str(job.id), until=lambda job: job.state == Job.State.SUCCESS)
+    assert (job.state, job.result, job.error) == (Job.State.SUCCESS, 2, "")
+    assert api_client.get(f"/api/jobs/{job.id}/").json()["state"] == "SUCCESS"
+
+
+def test_beat_sends_reconcile_without_an_expiry():
+    entry = celery_app.conf.beat_schedule["reconcile-jobs"]
+    assert (entry["task"], entry["schedule"]) == ("jobs.reconcile", 60.0)
+    # An expiring message would be dead-lettered from the default queue while the workers are down.
+    assert "expires" not in entry.get("options", {})

@@ -102,6 +102,15 @@ def test_settings_refuse_a_soft_time_limit_not_below_the_hard_one():
     assert "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT" in result.stderr
 
 
+def test_settings_refuse_a_lost_job_timeout_not_above_the_hard_time_limit():
+    result = _run(
+        ["manage.py", "check"],
+        _production_env(CELERY_TASK_TIME_LIMIT="60", CELERY_TASK_SOFT_TIME_LIMIT="50", JOBS_LOST_AFTER_SECONDS="60"),
+    )
+    assert result.returncode != 0
+    assert "JOBS_LOST_AFTER_SECONDS must be above CELERY_TASK_TIME_LIMIT" in result.stderr
+
+
 def test_check_deploy_is_clean_with_only_the_environment_set():
     result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], _production_env())
     assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ from config.redis import app_key
 from django.db import IntegrityError, connection, connections
 from django.test import Client
 from jobs import tasks, workflows
-from jobs.models import Charge
+from jobs.models import Charge, Notification
 
 from tests.conftest import RESULT_TIMEOUT, wait_for_job
 
@@ -49,7 +49,7 @@ def test_flaky_retries_with_backoff_then_succeeds(app_redis: redis.Redis):
     key = uuid.uuid4().hex
     result = tasks.flaky.delay(2, key)
     assert result.get(timeout=RESULT_TIMEOUT) == 3
-    assert app_redis.get(app_key("flaky", key)) == "3"
+    assert app_redis.scard(app_key("flaky", key)) == 3
 
 
 def test_flaky_gives_up_after_max_retries(app_redis: redis.Redis):
@@ -58,7 +58,9 @@ def test_flaky_gives_up_after_max_retries(app_redis: redis.Redis):
     result = tasks.flaky.apply(args=(10, key))
     assert result.state == states.FAILURE
     assert isinstance(result.result, tasks.TransientError)
-    assert app_redis.get(app_key("flaky", key)) == str(1 + tasks.flaky.max_retries)
+    assert app_redis.smembers(app_key("flaky", key)) == {
+        f"{result.id}:{retries}" for retries in range(1 + tasks.flaky.max_retries)
+    }
 
 
 def test_flaky_retry_policy_is_exponential_with_jitter():
@@ -169,14 +171,23 @@ def test_a_redelivered_charge_succeeds_after_its_first_delivery_died(app_redis: 
     assert Charge.objects.filter(idempotency_key=key).count() == 1
 
 
+def test_a_notification_is_sent_once_per_key():
+    key = uuid.uuid4().hex
+    first = tasks.send_notification.delay("ops@example.test", key).get(timeout=RESULT_TIMEOUT)
+    again = tasks.send_notification.delay("ops@example.test", key).get(timeout=RESULT_TIMEOUT)
+    assert first == again
+    assert first["key"] == key
+    assert [n.as_result() for n in Notification.objects.filter(key=key)] == [first]
+
+
 def test_send_notification_is_rate_limited_per_worker():
     # rate_limit "30/m": the worker holds a notification back until its token bucket (0.5 tokens a
     # second, room for one) has a token. kombu refills the bucket for all the time since it was
     # last refilled, which after an idle spell lets a second one through at once; the third waits
     # its 2 s either way. Unlimited, all three would run within milliseconds.
     sent = [tasks.send_notification.delay(f"ops{n}@example.test") for n in range(3)]
-    assert [result.get(timeout=RESULT_TIMEOUT) for result in sent] == [
-        {"to": f"ops{n}@example.test", "status": "sent"} for n in range(3)
+    assert [(result.get(timeout=RESULT_TIMEOUT)["to"], result.result["key"]) for result in sent] == [
+        (f"ops{n}@example.test", result.id) for n, result in enumerate(sent)
     ]
     ran_at = sorted(result.date_done for result in sent)
     span = (ran_at[-1] - ran_at[0]).total_seconds()

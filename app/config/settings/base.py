@@ -261,6 +261,15 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270, minimu
 if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     # The soft limit is the task's chance to clean up before the hard kill: it must come first.
     raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+# A job's row still STARTED or RETRY this long after its last start has no run left that could
+# settle it (the hard time limit ended every run): jobs.reconcile, every JOBS_RECONCILE_SECONDS,
+# gives it the result backend's outcome or LOST (jobs/reconcile.py).
+JOBS_LOST_AFTER_SECONDS = env_int("JOBS_LOST_AFTER_SECONDS", CELERY_TASK_TIME_LIMIT + 60, minimum=1)
+if JOBS_LOST_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "JOBS_LOST_AFTER_SECONDS must be above CELERY_TASK_TIME_LIMIT: a running job is not lost"
+    )
+JOBS_RECONCILE_SECONDS = env_int("JOBS_RECONCILE_SECONDS", 60, minimum=1)
 # Recycle worker processes before slow leaks become outages.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = 200_000
@@ -280,6 +289,10 @@ CELERY_BEAT_SCHEDULE = {
         # A heartbeat delivered late says nothing about beat now: drop it instead of piling up.
         "options": {"expires": float(CELERY_HEARTBEAT_SECONDS)},
     },
+    # No expiry: an expiring message in the default queue would be dead-lettered while the workers
+    # are down (the heartbeat's queue drops them instead). The runs that piled up meanwhile are
+    # cheap, and the first settles everything.
+    "reconcile-jobs": {"task": "jobs.reconcile", "schedule": float(JOBS_RECONCILE_SECONDS)},
 }
 
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO").upper()
