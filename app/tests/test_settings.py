@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from config.celery import app as celery_app
 from config.settings.env import env_bool, env_int, env_list, redis_db_url
 from config.settings.security import validate_secret_key
 from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -286,3 +289,16 @@ def test_celery_settings_that_no_test_exercises_are_as_documented():
     assert conf.result_backend_always_retry is True
     assert (conf.redis_socket_connect_timeout, conf.redis_socket_timeout) == (5, 5)
     assert conf.timezone == "UTC"
+
+
+def test_an_upload_in_a_new_subdirectory_is_readable_by_other_users_whatever_the_umask(settings, tmp_path: Path):
+    # The daemons that save uploads run with umask 0027; Apache reads them as another user.
+    settings.MEDIA_ROOT = str(tmp_path)
+    previous = os.umask(0o027)
+    try:
+        name = default_storage.save("reports/2026/11/summary.txt", ContentFile(b"report"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    for directory in ("reports", "reports/2026", "reports/2026/11"):
+        assert stat.S_IMODE((tmp_path / directory).stat().st_mode) == 0o755, directory

@@ -113,6 +113,11 @@ STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_str("DJANGO_MEDIA_ROOT", str(BASE_DIR / "media"))
+# Uploads are written by the app's user under a umask of 0027 (mod_wsgi's daemon, the Celery
+# units) and served by Apache as another user: the modes are set, not left to the umask, or a
+# file in a new subdirectory (upload_to="reports/%Y/") would be unreadable to Apache (403).
+FILE_UPLOAD_PERMISSIONS = 0o644
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o755
 
 # Redis: one server, three logical databases, every key under a prefix the app's ACL user may
 # touch (~cache:* ~session:* ~celery:* ~app:*, channels &celery:*).

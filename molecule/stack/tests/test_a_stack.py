@@ -5,7 +5,9 @@ the broker: quorum queues, native delayed delivery, publisher confirms, dead-let
 from __future__ import annotations
 
 import re
+import shlex
 import time
+import uuid
 
 from baseline_testlib import app_python, run_in_app, wait_for
 from conftest import SITE
@@ -72,6 +74,18 @@ def test_a_charge_redelivered_to_another_worker_process_charges_once(site):
     rows = run_in_app(site.host, f"Charge.objects.filter(idempotency_key={key!r}).count()")
     assert first == again, (first, again)
     assert rows == 1, rows
+
+
+def test_a_file_saved_in_a_new_media_subdirectory_is_served(site, host):
+    # As the app saves an upload: Django's storage, the app's user, the daemons' umask.
+    name = f"uploads/{uuid.uuid4().hex}/note.txt"
+    save = (
+        "from django.core.files.base import ContentFile; from django.core.files.storage import default_storage; "
+        f"print(default_storage.save({name!r}, ContentFile(b'uploaded')))"
+    )
+    command = f"umask 0027 && django-app-manage shell -c {shlex.quote(save)}"
+    host.run_expect([0], f"runuser -u app -- sh -c {shlex.quote(command)}")
+    assert site.curl(f"{SITE}/media/{name}") == "uploaded"
 
 
 def test_anonymous_callers_cannot_queue_work(site):

@@ -29,7 +29,10 @@ options:
     type: str
     required: true
   exclude:
-    description: Names (files or directories, at any depth) or suffixes (C(*.pyc)) left out.
+    description:
+      - What is left out. A name (C(__pycache__)) or a suffix (C(*.pyc)) matches files and
+        directories at any depth; a name with a leading slash (C(/media)) only the entry of that
+        name at the top of O(src), so an app package of the same name further down is packed.
     type: list
     elements: str
     default: []
@@ -64,16 +67,24 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 
-def excluded(name, patterns):
-    return any(name == p or (p.startswith("*") and name.endswith(p[1:])) for p in patterns)
+def excluded(name, patterns, top):
+    """Whether the entry ``name`` is left out; ``top``: it sits at the top of the project."""
+    for pattern in patterns:
+        if pattern.startswith("/"):
+            if top and name == pattern[1:]:
+                return True
+        elif name == pattern or (pattern.startswith("*") and name.endswith(pattern[1:])):
+            return True
+    return False
 
 
 def collect(src, patterns):
     found = []
     for directory, dirnames, filenames in os.walk(src):
-        dirnames[:] = sorted(d for d in dirnames if not excluded(d, patterns))
+        top = os.path.samefile(directory, src)
+        dirnames[:] = sorted(d for d in dirnames if not excluded(d, patterns, top))
         for filename in sorted(filenames):
-            if excluded(filename, patterns):
+            if excluded(filename, patterns, top):
                 continue
             path = os.path.join(directory, filename)
             if os.path.islink(path) or not os.path.isfile(path):

@@ -82,6 +82,24 @@ def test_kill_9_restarts_the_worker_and_the_running_task_completes(host):
     assert runs == {"t": "1"}, runs
 
 
+def test_a_worker_may_write_to_the_media_directory_and_nowhere_else_in_the_app(host):
+    # In the worker's own mount namespace (ProtectSystem=strict), as the app's user.
+    pid = main_pid(host, DEFAULT_WORKER)
+    media = "/srv/django-app/shared/media"
+
+    def write(path: str):
+        command = f"mkdir -p {path}/worker-probe && echo probe > {path}/worker-probe/file"
+        return host.run(f"nsenter --target {pid} --mount -- runuser -u app -- sh -c '{command}'")
+
+    written = write(media)
+    assert written.rc == 0, written.stderr
+    assert host.file(f"{media}/worker-probe/file").content_string == "probe\n"
+    host.run_expect([0], f"rm -r {media}/worker-probe")
+    refused = write("/srv/django-app/shared/data")
+    assert refused.rc != 0
+    assert "Read-only file system" in refused.stderr
+
+
 def test_units_score_ok_in_systemd_analyze_security(host):
     for unit in UNITS:
         output = host.check_output(f"systemd-analyze security --no-pager {unit}")

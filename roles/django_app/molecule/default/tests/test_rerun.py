@@ -79,6 +79,39 @@ def test_changed_code_switches_current_and_keeps_the_previous_release(host, app_
     assert host.run("django-app-manage check --deploy --fail-level WARNING").rc == 0
 
 
+def test_app_packages_named_like_the_top_level_exclusions_are_deployed(host, app_copy):
+    # An app may well have a package called media, tests or staticfiles: only the project's own
+    # top-level directories of those names stay out of the bundle.
+    nested = ["jobs/media/__init__.py", "jobs/tests/__init__.py", "jobs/staticfiles/__init__.py"]
+    for relative in nested:
+        (app_copy / relative).parent.mkdir(parents=True, exist_ok=True)
+        (app_copy / relative).write_text("# nested\n")
+    (app_copy / "media" / "upload.png").parent.mkdir(exist_ok=True)
+    (app_copy / "media" / "upload.png").write_text("a developer's local upload")
+    run = run_role("django_app", instance_name(host), {"django_app_source": str(app_copy)})
+    assert run.returncode == 0, run.output[-4000:]
+    release = current_release(host)
+    missing = [relative for relative in nested if not host.file(f"{release}/{relative}").exists]
+    assert missing == [], f"the bundle dropped app packages: {missing}"
+    assert not host.file(f"{release}/tests").exists
+    assert not host.file(f"{release}/media").exists
+
+
+def test_a_virtualenv_no_release_uses_is_removed_with_the_releases(host, app_copy):
+    # What a pruned release whose requirements differed from every kept one leaves behind.
+    orphan = f"{ROOT}/venvs/py3.0-000000000000"
+    host.run_expect([0], f"mkdir -p {orphan}/bin && touch {orphan}/.complete")
+    template = app_copy / "templates" / "base.html"
+    template.write_text(template.read_text() + "\n<!-- another release -->\n")
+    run = run_role("django_app", instance_name(host), {"django_app_source": str(app_copy)})
+    assert run.returncode == 0, run.output[-4000:]
+    assert not host.file(orphan).exists, "a virtualenv no release uses was kept"
+    releases = host.check_output(f"ls -d {ROOT}/releases/*").split()
+    used = {host.file(f"{release}/venv").linked_to for release in releases}
+    on_disk = set(host.check_output(f"ls -d {ROOT}/venvs/*").split())
+    assert on_disk == used, f"virtualenvs on disk {on_disk}, used by the releases {used}"
+
+
 def deploy_both(app_source: Path):
     play = {"name": "Deploy to both app hosts", "hosts": "app", "roles": ["django_app"]}
     return run_playbook([play], extra_vars={"django_app_source": str(app_source)})
