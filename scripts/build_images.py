@@ -37,6 +37,8 @@ SECURITY_MIRROR = os.environ.get("DEBIAN_SECURITY_MIRROR", "http://deb.debian.or
 CA_DIR = Path(os.environ.get("BASELINE_EXTRA_CA_DIR", "/usr/local/share/ca-certificates"))
 REBUILD = os.environ.get("BASELINE_IMAGE_REBUILD", "0") == "1"
 LABEL = "org.baseline.inputs"
+# Lab and test images only: compiled Ansible payload code is reused between tasks (see the file).
+PAYLOAD_CODE_CACHE = Path(__file__).resolve().parent.parent / "molecule/shared/image/ansible_payload_code_cache.py"
 
 # What a fresh cloud VM of Debian has, and what systemd needs to boot in a container.
 PACKAGES = [
@@ -94,6 +96,7 @@ def ca_files() -> list[Path]:
 def inputs_digest(suite: str) -> str:
     digest = hashlib.sha256()
     digest.update(Path(__file__).read_bytes())
+    digest.update(PAYLOAD_CODE_CACHE.read_bytes())
     for part in (suite, MIRROR, SECURITY_MIRROR, " ".join(PACKAGES)):
         digest.update(part.encode())
     for path in ca_files():
@@ -135,6 +138,13 @@ def configure_tree(suite: str, root: Path) -> None:
         link = root / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
+    # Loaded at every interpreter start (a .pth line), active for Ansible's payloads run as root.
+    site_packages = root / "usr/lib/python3/dist-packages"
+    shutil.copy2(PAYLOAD_CODE_CACHE, site_packages / PAYLOAD_CODE_CACHE.name)
+    (site_packages / "zz_ansible_payload_code_cache.pth").write_text(f"import {PAYLOAD_CODE_CACHE.stem}\n")
+    cache = root / "var/cache/ansible-payload-code"
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o700)
     # Each container generates its own machine id at first boot.
     (root / "etc/machine-id").write_text("")
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
