@@ -14,7 +14,8 @@ such as ``redis`` or ``redis/default``, or a stack scenario such as ``stack``; t
 on Debian 13, or on the release LAB_SUITE names, e.g. LAB_SUITE=bookworm), --jobs N
 (molecule scenarios at once; default $TEST_JOBS or 2: most of a scenario's time is spent
 waiting on apt, pip and services, so two overlap well on two cores), --keep-going.
-Scenarios run longest first (durations of earlier runs are kept in .cache/durations.json).
+Scenarios run longest first (durations of earlier runs are kept in .cache/durations.json; a
+clone without them, as in CI, uses the reference run's in molecule/shared/durations.json).
 Logs of every step: .cache/logs/<step>.log.
 """
 
@@ -46,6 +47,9 @@ BASE_CONFIG = ROOT / ".config" / "molecule" / "config.yml"
 # scenario runs beside it on two cores: a hung scenario still stops well inside CI's limit.
 SCENARIO_TIMEOUT = int(os.environ.get("SCENARIO_TIMEOUT", "3000"))
 DURATIONS = ROOT / ".cache" / "durations.json"
+# What each scenario took in a full run on the 2-core reference machine: the order of a clone
+# with no history of its own (CI), longest first, so that the parallel lanes end together.
+EXPECTED_DURATIONS = ROOT / "molecule" / "shared" / "durations.json"
 # Lines the verifiers print with their measurements, collected under "figures" at the end.
 FIGURE = re.compile(r"\[(fault \d|(?:failover|switchover|restore) \w+|stack|celery|acme|django_app)\][^\n]*")
 _print_lock = threading.Lock()
@@ -223,9 +227,12 @@ def run_scenario(scenario: Scenario, stream: bool) -> Result:
 
 
 def expected_seconds(scenario: Scenario, history: dict[str, float]) -> float:
-    """Last run's duration, or a guess from the number of instances for a first run."""
+    """Last run's duration, else the reference run's, else a guess from the number of instances."""
     if scenario.label in history:
         return history[scenario.label]
+    expected = json.loads(EXPECTED_DURATIONS.read_text()) if EXPECTED_DURATIONS.exists() else {}
+    if scenario.label in expected:
+        return expected[scenario.label]
     molecule_file = scenario.cwd / "molecule" / scenario.name / "molecule.yml"
     return 120 + 60 * molecule_file.read_text().count("- name:")
 
