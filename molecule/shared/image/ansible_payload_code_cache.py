@@ -37,7 +37,9 @@ class _CachingZipImporter(zipimport.zipimporter):
         relative = self.prefix + fullname.rpartition(".")[2]
         try:
             relative += "/__init__.py" if self.is_package(fullname) else ".py"
-            known = relative in self._get_files()
+            # Python 3.12+ reads the directory lazily (_get_files); 3.11 keeps it in _files.
+            files = self._get_files() if hasattr(self, "_get_files") else self._files
+            known = relative in files
         except (ImportError, AttributeError):
             known = False
         return os.path.join(self.archive, relative) if known else super().get_filename(fullname)
