@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import time
 
-from baseline_testlib import instance_name
+from baseline_testlib import instance_name, run_role
 
 testinfra_hosts = ["ansible://apache-acme-trixie", "ansible://apache-acme-bookworm"]
 
 PEBBLE = "https://pebble:14000/dir"
 CA = "/etc/letsencrypt/baseline-acme-ca.pem"
 CERTBOT_ENV = f"REQUESTS_CA_BUNDLE={CA}"
+CONVERGE = {
+    "apache_server_name": "{{ inventory_hostname }}",
+    "apache_tls_mode": "acme",
+    "apache_acme_email": "ops@example.org",
+    "apache_acme_directory_url": PEBBLE,
+    "apache_acme_ca_bundle": "{{ lookup('ansible.builtin.file', molecule_ephemeral_directory ~ '/pebble-pki/ca.crt') }}",
+}
 
 
 def s_client(host) -> str:
@@ -73,3 +80,23 @@ def test_forced_renewal_reloads_apache_and_serves_the_new_certificate(host):
     print(f"\n[acme] {host.system_info.codename}: served certificate serial {before} -> {after}")
     assert after != before, "the renewed certificate is not served"
     assert host.check_output("systemctl show -p MainPID --value apache2") == pid, "Apache was restarted, not reloaded"
+
+
+def served_names(host) -> set[str]:
+    out = host.check_output(f"{s_client(host)} 2>/dev/null | openssl x509 -noout -ext subjectAltName")
+    return {name.strip().removeprefix("DNS:") for name in out.splitlines()[-1].split(",")}
+
+
+def test_the_certificate_follows_the_configured_names(host):
+    """An added name is issued for; a removed one leaves the certificate (no `creates:` freeze).
+
+    The same names issue nothing: that is molecule's idempotence run, on this configuration.
+    """
+    name = instance_name(host)
+    alias = f"www.{name}.test"  # a network alias of this host (molecule.yml)
+    added = run_role("apache", name, {**CONVERGE, "apache_server_aliases": [alias]})
+    assert added.returncode == 0, added.output[-3000:]
+    assert served_names(host) == {name, alias}, "a name added to the site was not issued for"
+    removed = run_role("apache", name, CONVERGE)
+    assert removed.returncode == 0, removed.output[-3000:]
+    assert served_names(host) == {name}, "a name removed from the site is still in its certificate"
