@@ -16,7 +16,7 @@ CONVERGE = {
     "apache_tls_mode": "acme",
     "apache_acme_email": "ops@example.org",
     "apache_acme_directory_url": PEBBLE,
-    "apache_acme_ca_bundle": "{{ lookup('ansible.builtin.file', molecule_ephemeral_directory ~ '/pebble-pki/ca.crt') }}",
+    "apache_acme_ca_bundle": "{{ lookup('file', molecule_ephemeral_directory ~ '/pebble-pki/ca.crt') }}",
 }
 
 
