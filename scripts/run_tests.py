@@ -51,7 +51,7 @@ DURATIONS = ROOT / ".cache" / "durations.json"
 # with no history of its own (CI), longest first, so that the parallel lanes end together.
 EXPECTED_DURATIONS = ROOT / "molecule" / "shared" / "durations.json"
 # Lines the verifiers print with their measurements, collected under "figures" at the end.
-FIGURE = re.compile(r"\[(fault \d|(?:failover|switchover|restore) \w+|stack|celery|acme|django_app)\][^\n]*")
+FIGURE = re.compile(r"\[(fault \d|(?:failover|switchover|restore) \w+|stack|celery|acme|lb|django_app)\][^\n]*")
 _print_lock = threading.Lock()
 
 
