@@ -275,6 +275,24 @@ def figures(results: list[Result]) -> list[str]:
     return found
 
 
+FAILURE = re.compile(
+    r"^(?:(?:FAILED|ERROR) \S+::\S+.*|fatal: \[[^\]]+\]: .*|.*FAILED! => .*"
+    r"|.*Idempotence test failed.*|\* \[[^\]]+\] => .*)$",
+    re.MULTILINE,
+)
+
+
+def failures(results: list[Result]) -> list[str]:
+    """What failed in each failed scenario (pytest's short summary, Ansible's fatal lines), so the
+    last lines of a run, which are all CI shows, say which test and which assertion."""
+    found = []
+    for result in results:
+        if not result.ok and result.step.startswith("molecule: ") and scenario_log(result).exists():
+            text = re.sub(r"\x1b\[[0-9;]*m", "", scenario_log(result).read_text())
+            found += [f"{result.step}: {line[:400]}" for line in FAILURE.findall(text)][-10:]
+    return found
+
+
 def summary(results: list[Result], started: float) -> bool:
     width = max([len(r.step) for r in results] + [10])
     lines = [f"{'step'.ljust(width)}  result  seconds", f"{'-' * width}  ------  -------"]
@@ -287,6 +305,9 @@ def summary(results: list[Result], started: float) -> bool:
     found = figures(results)
     if found:
         table += "\n\nfigures:\n" + "\n".join(f"  {line}" for line in found)
+    failed = failures(results)
+    if failed:
+        table += "\n\nfailures:\n" + "\n".join(f"  {line}" for line in failed)
     print(f"\n{table}\n", flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / "summary.txt").write_text(table + "\n")
